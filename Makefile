@@ -1,0 +1,42 @@
+# Task runner of the cart lakehouse. `make run` and `make test` are the README's two commands:
+# each installs what is missing (uv, the locked environment) and then does its job.
+SHELL := /bin/bash
+UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
+
+.DEFAULT_GOAL := help
+.PHONY: help setup run test lint format typecheck pytest bench clean
+
+help: ## Show the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+setup: .venv/.synced ## Install uv (if missing) and the locked environment
+
+.venv/.synced: pyproject.toml uv.lock
+	@$(UV) --version >/dev/null 2>&1 || { echo "Installing uv with pip..."; python3 -m pip install --quiet --disable-pip-version-check uv; }
+	@$(UV) sync --locked
+	@touch $@
+
+run: setup ## Start the whole system locally (moto server, API, worker, traffic); Ctrl-C stops it
+	@$(UV) run --locked cart-dev
+
+test: setup lint typecheck pytest ## Lint, type-check and run every test
+
+lint: setup ## ruff lint and format check
+	@$(UV) run --locked ruff check .
+	@$(UV) run --locked ruff format --check .
+
+format: setup ## Format the code with ruff
+	@$(UV) run --locked ruff format .
+	@$(UV) run --locked ruff check --fix .
+
+typecheck: setup ## mypy (strict)
+	@$(UV) run --locked mypy
+
+pytest: setup ## pytest only (pass ARGS="-k name" to select)
+	@$(UV) run --locked pytest $(ARGS)
+
+bench: setup ## Run the benchmarks and print their tables
+	@$(UV) run --locked python -m bench.ingest $(ARGS)
+
+clean: ## Remove local state (lake, logs, caches)
+	rm -rf .local .pytest_cache .mypy_cache .ruff_cache

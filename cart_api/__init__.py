@@ -1,0 +1,1 @@
+"""The ingest service: FastAPI ``POST /purchases`` -> SNS -> SQS (+DLQ) -> worker -> DynamoDB."""

@@ -1,0 +1,79 @@
+"""FastAPI dependencies: settings, backend services and authentication, each overridable in
+tests with ``app.dependency_overrides``."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, Security
+from fastapi.security import APIKeyHeader
+
+from cart_api.backend import Backend, PurchaseLookup, ReadinessProbe
+from cart_api.idempotency import IdempotencyStore
+from cart_api.publisher import Publisher
+from cart_api.settings import Settings
+
+api_key_header = APIKeyHeader(
+    name="X-API-Key", auto_error=False, description="API key of the calling client (CART_API_KEYS)."
+)
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_backend(request: Request) -> Backend:
+    backend: Backend = request.app.state.backend
+    return backend
+
+
+def get_publisher(backend: Annotated[Backend, Depends(get_backend)]) -> Publisher:
+    return backend.publisher
+
+
+def get_idempotency_store(backend: Annotated[Backend, Depends(get_backend)]) -> IdempotencyStore:
+    return backend.idempotency
+
+
+def get_purchase_lookup(backend: Annotated[Backend, Depends(get_backend)]) -> PurchaseLookup:
+    return backend.lookup
+
+
+def get_readiness_probe(backend: Annotated[Backend, Depends(get_backend)]) -> ReadinessProbe:
+    return backend.readiness
+
+
+def require_client(
+    settings: Annotated[Settings, Depends(get_settings)],
+    api_key: Annotated[str | None, Security(api_key_header)],
+) -> str:
+    """The name of the client whose key was sent; 401 without a valid key."""
+    if api_key:
+        for name, key in settings.api_keys.items():
+            if hmac.compare_digest(api_key.encode(), key.encode()):
+                return name
+    raise HTTPException(
+        status_code=401,
+        detail="A valid API key is required in the X-API-Key header." if not api_key else "The API key is not valid.",
+        headers={"WWW-Authenticate": "ApiKey"},
+    )
+
+
+def require_json(request: Request) -> None:
+    content_type = request.headers.get("content-type", "")
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type != "application/json" and not media_type.endswith("+json"):
+        raise HTTPException(
+            status_code=415,
+            detail=f"Send the purchase as application/json (got {content_type or 'no Content-Type'}).",
+        )
+
+
+Client = Annotated[str, Depends(require_client)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+PublisherDep = Annotated[Publisher, Depends(get_publisher)]
+IdempotencyDep = Annotated[IdempotencyStore, Depends(get_idempotency_store)]
+LookupDep = Annotated[PurchaseLookup, Depends(get_purchase_lookup)]
+ReadinessDep = Annotated[ReadinessProbe, Depends(get_readiness_probe)]

@@ -1,0 +1,85 @@
+"""boto3 clients built from settings, and the names of resources resolved to ARNs and URLs."""
+
+from __future__ import annotations
+
+import os
+import threading
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
+
+from infra.settings import AwsSettings
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sns import SNSClient
+    from mypy_boto3_sqs import SQSClient
+
+
+class AwsClients:
+    """Lazily built, thread-safe boto3 clients for one settings object.
+
+    Against an emulator (an endpoint override) and without credentials in the environment,
+    boto3 is given dummy ones: moto accepts any, and nothing real can be reached with them.
+    """
+
+    def __init__(self, settings: AwsSettings, *, max_pool_connections: int = 32) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._account: str | None = None
+        self._config = Config(
+            region_name=settings.aws_region,
+            max_pool_connections=max_pool_connections,
+            retries={"max_attempts": 3, "mode": "standard"},
+            connect_timeout=3,
+            read_timeout=10,
+        )
+
+    @cached_property
+    def session(self) -> boto3.session.Session:
+        kwargs: dict[str, Any] = {"region_name": self.settings.aws_region}
+        if self.settings.is_emulated and not os.environ.get("AWS_ACCESS_KEY_ID"):
+            kwargs.update(aws_access_key_id="testing", aws_secret_access_key="testing")
+        return boto3.session.Session(**kwargs)
+
+    def client(self, service: str) -> Any:
+        with self._lock:  # boto3 client creation is not thread-safe; the clients are
+            return self.session.client(
+                service,  # type: ignore[call-overload]
+                endpoint_url=self.settings.aws_endpoint_url,
+                config=self._config,
+            )
+
+    @cached_property
+    def sns(self) -> SNSClient:
+        return self.client("sns")  # type: ignore[no-any-return]
+
+    @cached_property
+    def sqs(self) -> SQSClient:
+        return self.client("sqs")  # type: ignore[no-any-return]
+
+    @cached_property
+    def dynamodb(self) -> DynamoDBClient:
+        return self.client("dynamodb")  # type: ignore[no-any-return]
+
+    @cached_property
+    def s3(self) -> S3Client:
+        return self.client("s3")  # type: ignore[no-any-return]
+
+    @property
+    def account_id(self) -> str:
+        if self._account is None:
+            self._account = self.client("sts").get_caller_identity()["Account"]
+        return self._account
+
+    def topic_arn(self, name: str) -> str:
+        return f"arn:aws:sns:{self.settings.aws_region}:{self.account_id}:{name}"
+
+    def queue_arn(self, name: str) -> str:
+        return f"arn:aws:sqs:{self.settings.aws_region}:{self.account_id}:{name}"
+
+    def queue_url(self, name: str) -> str:
+        return self.sqs.get_queue_url(QueueName=name)["QueueUrl"]

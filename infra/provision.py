@@ -1,0 +1,298 @@
+"""Apply the declarative resource description with idempotent boto3 calls.
+
+Each resource is read first and created or corrected only when it differs from the
+description, so running provisioning twice changes nothing. The same calls work against the
+local moto server and real AWS (moto's CloudFormation skips SNS subscriptions, so no
+CloudFormation is used).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from infra.aws import AwsClients
+from infra.resources import Bucket, Queue, Stack, Subscription, Table, Topic, cart_stack
+from infra.settings import AwsSettings
+
+
+@dataclass(frozen=True)
+class Change:
+    kind: str
+    name: str
+    action: str  # "created", "updated" or "unchanged"
+    detail: str = ""
+
+
+def _error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+class Provisioner:
+    """Brings AWS in line with a ``Stack``; every method reports what it did."""
+
+    def __init__(self, clients: AwsClients) -> None:
+        self.aws = clients
+
+    def apply(self, stack: Stack) -> list[Change]:
+        changes: list[Change] = []
+        changes += [self.topic(t, stack.tags) for t in stack.topics]
+        changes += [self.queue(q, stack) for q in stack.queues]
+        changes += [self.subscription(s) for s in stack.subscriptions]
+        changes += [self.table(t, stack.tags) for t in stack.tables]
+        changes += [self.bucket(b, stack.tags) for b in stack.buckets]
+        return changes
+
+    # --- SNS --------------------------------------------------------------------------------
+    def topic(self, topic: Topic, tags: dict[str, str]) -> Change:
+        arn = self.aws.topic_arn(topic.name)
+        try:
+            self.aws.sns.get_topic_attributes(TopicArn=arn)
+            return Change("sns topic", topic.name, "unchanged")
+        except ClientError as exc:
+            if _error_code(exc) != "NotFound":
+                raise
+        self.aws.sns.create_topic(Name=topic.name, Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+        return Change("sns topic", topic.name, "created", topic.purpose)
+
+    def subscription(self, sub: Subscription) -> Change:
+        topic_arn = self.aws.topic_arn(sub.topic)
+        queue_arn = self.aws.queue_arn(sub.queue)
+        wanted = {"RawMessageDelivery": "true" if sub.raw_message_delivery else "false"}
+        name = f"{sub.topic} -> {sub.queue}"
+        for existing in self._subscriptions(topic_arn):
+            if existing["Protocol"] == "sqs" and existing["Endpoint"] == queue_arn:
+                arn = existing["SubscriptionArn"]
+                attrs = self.aws.sns.get_subscription_attributes(SubscriptionArn=arn)["Attributes"]
+                drift = {k: v for k, v in wanted.items() if attrs.get(k, "false") != v}
+                for key, value in drift.items():
+                    self.aws.sns.set_subscription_attributes(
+                        SubscriptionArn=arn, AttributeName=key, AttributeValue=value
+                    )
+                if drift:
+                    return Change("sns subscription", name, "updated", ", ".join(drift))
+                return Change("sns subscription", name, "unchanged")
+        self.aws.sns.subscribe(
+            TopicArn=topic_arn,
+            Protocol="sqs",
+            Endpoint=queue_arn,
+            Attributes=wanted,
+            ReturnSubscriptionArn=True,
+        )
+        return Change("sns subscription", name, "created", "raw message delivery")
+
+    def _subscriptions(self, topic_arn: str) -> Iterator[dict[str, Any]]:
+        paginator = self.aws.sns.get_paginator("list_subscriptions_by_topic")
+        for page in paginator.paginate(TopicArn=topic_arn):
+            for sub in page.get("Subscriptions", []):
+                yield dict(sub)
+
+    # --- SQS --------------------------------------------------------------------------------
+    def _queue_attributes(self, queue: Queue, stack: Stack) -> dict[str, str]:
+        attrs = {
+            "VisibilityTimeout": str(queue.visibility_timeout),
+            "MessageRetentionPeriod": str(queue.retention_seconds),
+            "ReceiveMessageWaitTimeSeconds": str(queue.long_poll_seconds),
+        }
+        if queue.dead_letter_queue:
+            attrs["RedrivePolicy"] = json.dumps(
+                {
+                    "deadLetterTargetArn": self.aws.queue_arn(queue.dead_letter_queue),
+                    "maxReceiveCount": str(queue.max_receive_count),
+                },
+                sort_keys=True,
+            )
+        publishers = [self.aws.topic_arn(s.topic) for s in stack.subscriptions if s.queue == queue.name]
+        if publishers:  # real SQS refuses SNS deliveries without this policy
+            attrs["Policy"] = json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Sid": "AllowSubscribedTopics",
+                            "Effect": "Allow",
+                            "Principal": {"Service": "sns.amazonaws.com"},
+                            "Action": "sqs:SendMessage",
+                            "Resource": self.aws.queue_arn(queue.name),
+                            "Condition": {"ArnEquals": {"aws:SourceArn": publishers}},
+                        }
+                    ],
+                },
+                sort_keys=True,
+            )
+        return attrs
+
+    def queue(self, queue: Queue, stack: Stack) -> Change:
+        wanted = self._queue_attributes(queue, stack)
+        try:
+            url = self.aws.queue_url(queue.name)
+        except ClientError as exc:
+            if "NonExistentQueue" not in _error_code(exc):
+                raise
+            self.aws.sqs.create_queue(QueueName=queue.name, Attributes=wanted, tags=stack.tags)  # type: ignore[arg-type]
+            detail = queue.purpose
+            if queue.dead_letter_queue:
+                detail += f" (DLQ {queue.dead_letter_queue} after {queue.max_receive_count} receives)"
+            return Change("sqs queue", queue.name, "created", detail)
+        response = self.aws.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])
+        current: dict[str, str] = {str(k): v for k, v in response["Attributes"].items()}
+        drift = {k: v for k, v in wanted.items() if not _same_attribute(current.get(k), v)}
+        if drift:
+            self.aws.sqs.set_queue_attributes(QueueUrl=url, Attributes=drift)  # type: ignore[arg-type]
+            return Change("sqs queue", queue.name, "updated", ", ".join(sorted(drift)))
+        return Change("sqs queue", queue.name, "unchanged")
+
+    # --- DynamoDB ---------------------------------------------------------------------------
+    def table(self, table: Table, tags: dict[str, str]) -> Change:
+        ddb = self.aws.dynamodb
+        try:
+            current = ddb.describe_table(TableName=table.name)["Table"]
+        except ClientError as exc:
+            if _error_code(exc) != "ResourceNotFoundException":
+                raise
+            current = None
+        if current is None:
+            used = {table.hash_key} | {i.hash_key for i in table.indexes}
+            used |= {i.range_key for i in table.indexes if i.range_key}
+            kwargs: dict[str, Any] = {
+                "TableName": table.name,
+                "BillingMode": "PAY_PER_REQUEST",
+                "KeySchema": [{"AttributeName": table.hash_key, "KeyType": "HASH"}],
+                "AttributeDefinitions": [
+                    {"AttributeName": n, "AttributeType": t} for n, t in table.attributes.items() if n in used
+                ],
+                "Tags": [{"Key": k, "Value": v} for k, v in tags.items()],
+            }
+            if table.indexes:
+                kwargs["GlobalSecondaryIndexes"] = [self._gsi(table, i.name) for i in table.indexes]
+            ddb.create_table(**kwargs)
+            ddb.get_waiter("table_exists").wait(TableName=table.name)
+            self._ensure_ttl(table)
+            return Change("dynamodb table", table.name, "created", table.purpose)
+        updates: list[str] = []
+        existing = {g["IndexName"] for g in current.get("GlobalSecondaryIndexes", [])}
+        for index in table.indexes:
+            if index.name not in existing:
+                keys = [index.hash_key] + ([index.range_key] if index.range_key else [])
+                ddb.update_table(
+                    TableName=table.name,
+                    AttributeDefinitions=[
+                        {"AttributeName": k, "AttributeType": table.attributes[k]}  # type: ignore[typeddict-item]
+                        for k in keys
+                    ],
+                    GlobalSecondaryIndexUpdates=[{"Create": self._gsi(table, index.name)}],  # type: ignore[typeddict-item]
+                )
+                updates.append(f"index {index.name}")
+        if self._ensure_ttl(table):
+            updates.append(f"ttl {table.ttl_attribute}")
+        if updates:
+            return Change("dynamodb table", table.name, "updated", ", ".join(updates))
+        return Change("dynamodb table", table.name, "unchanged")
+
+    @staticmethod
+    def _gsi(table: Table, name: str) -> dict[str, Any]:
+        index = next(i for i in table.indexes if i.name == name)
+        schema = [{"AttributeName": index.hash_key, "KeyType": "HASH"}]
+        if index.range_key:
+            schema.append({"AttributeName": index.range_key, "KeyType": "RANGE"})
+        return {"IndexName": name, "KeySchema": schema, "Projection": {"ProjectionType": "ALL"}}
+
+    def _ensure_ttl(self, table: Table) -> bool:
+        if not table.ttl_attribute:
+            return False
+        ddb = self.aws.dynamodb
+        ttl = ddb.describe_time_to_live(TableName=table.name)["TimeToLiveDescription"]
+        if ttl.get("TimeToLiveStatus") in ("ENABLED", "ENABLING") and ttl.get("AttributeName") == table.ttl_attribute:
+            return False
+        ddb.update_time_to_live(
+            TableName=table.name,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": table.ttl_attribute},
+        )
+        return True
+
+    # --- S3 ---------------------------------------------------------------------------------
+    def bucket(self, bucket: Bucket, tags: dict[str, str]) -> Change:
+        s3 = self.aws.s3
+        try:
+            s3.head_bucket(Bucket=bucket.name)
+            return Change("s3 bucket", bucket.name, "unchanged")
+        except ClientError as exc:
+            if _error_code(exc) not in ("404", "NoSuchBucket", "NotFound"):
+                raise
+        region = self.aws.settings.aws_region
+        if region == "us-east-1":
+            s3.create_bucket(Bucket=bucket.name)
+        else:
+            s3.create_bucket(
+                Bucket=bucket.name,
+                CreateBucketConfiguration={"LocationConstraint": region},  # type: ignore[typeddict-item]
+            )
+        s3.put_public_access_block(
+            Bucket=bucket.name,
+            PublicAccessBlockConfiguration={
+                "BlockPublicAcls": True,
+                "IgnorePublicAcls": True,
+                "BlockPublicPolicy": True,
+                "RestrictPublicBuckets": True,
+            },
+        )
+        s3.put_bucket_tagging(Bucket=bucket.name, Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in tags.items()]})
+        return Change("s3 bucket", bucket.name, "created", bucket.purpose)
+
+
+def _same_attribute(current: str | None, wanted: str) -> bool:
+    if current is None:
+        return False
+    if wanted.startswith("{"):
+        try:
+            return bool(_leaves_as_str(json.loads(current)) == _leaves_as_str(json.loads(wanted)))
+        except ValueError:
+            return False
+    return current == wanted
+
+
+def _leaves_as_str(value: Any) -> Any:
+    """AWS and moto differ on whether numbers inside policy JSON are strings; compare as text."""
+    if isinstance(value, dict):
+        return {k: _leaves_as_str(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_leaves_as_str(v) for v in value]
+    return str(value)
+
+
+def provision(settings: AwsSettings, clients: AwsClients | None = None) -> list[Change]:
+    """Create or correct every resource of the cart stack; safe to run any number of times."""
+    return Provisioner(clients or AwsClients(settings)).apply(cart_stack(settings))
+
+
+def format_changes(changes: list[Change]) -> str:
+    width = max(len(f"{c.kind} {c.name}") for c in changes)
+    lines = [f"  {c.action:<9}  {(c.kind + ' ' + c.name):<{width}}  {c.detail}".rstrip() for c in changes]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="cart-provision",
+        description=(
+            "Create or correct the cart lakehouse's AWS resources (SNS topics, SQS queue and "
+            "DLQ, DynamoDB tables, S3 bucket) idempotently. Reads CART_* settings; against "
+            "the local moto server by default (CART_AWS_ENDPOINT_URL)."
+        ),
+    )
+    parser.parse_args(argv)
+    settings = AwsSettings()
+    where = settings.aws_endpoint_url or f"AWS {settings.aws_region}"
+    changes = provision(settings)
+    print(f"Provisioned the cart stack on {where}:")
+    print(format_changes(changes))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,110 @@
+"""Every AWS resource the system uses, described once as data.
+
+``provision.apply`` turns this description into idempotent boto3 calls, which behave the same
+against the local moto server and real AWS.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from infra.settings import AwsSettings
+
+
+@dataclass(frozen=True)
+class Topic:
+    name: str
+    purpose: str
+
+
+@dataclass(frozen=True)
+class Queue:
+    name: str
+    purpose: str
+    visibility_timeout: int = 30
+    retention_seconds: int = 1_209_600  # 14 days, the maximum: a DLQ keeps messages longest
+    dead_letter_queue: str | None = None
+    max_receive_count: int = 3
+    long_poll_seconds: int = 20
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """A queue subscribed to a topic; raw delivery keeps the published JSON as the SQS body."""
+
+    topic: str
+    queue: str
+    raw_message_delivery: bool = True
+
+
+@dataclass(frozen=True)
+class Index:
+    name: str
+    hash_key: str
+    range_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    purpose: str
+    hash_key: str
+    attributes: dict[str, str]  # attribute name -> DynamoDB scalar type (S, N, B) for keys
+    indexes: tuple[Index, ...] = ()
+    ttl_attribute: str | None = None
+
+
+@dataclass(frozen=True)
+class Bucket:
+    name: str
+    purpose: str
+
+
+@dataclass(frozen=True)
+class Stack:
+    topics: tuple[Topic, ...] = ()
+    queues: tuple[Queue, ...] = ()
+    subscriptions: tuple[Subscription, ...] = ()
+    tables: tuple[Table, ...] = ()
+    buckets: tuple[Bucket, ...] = ()
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def cart_stack(settings: AwsSettings) -> Stack:
+    """The cart lakehouse's resources, named by settings."""
+    s = settings
+    return Stack(
+        topics=(
+            Topic(s.purchases_topic, "Accepted purchases, published by the API"),
+            Topic(s.alerts_topic, "Operational alerts (failed runs, DLQ depth)"),
+        ),
+        queues=(
+            Queue(s.purchases_dlq, "Purchases the worker could not store, with the reason"),
+            Queue(
+                s.purchases_queue,
+                "Purchases for the worker to store in DynamoDB",
+                visibility_timeout=s.visibility_timeout,
+                dead_letter_queue=s.purchases_dlq,
+                max_receive_count=s.max_receive_count,
+            ),
+        ),
+        subscriptions=(Subscription(s.purchases_topic, s.purchases_queue),),
+        tables=(
+            Table(
+                s.purchases_table,
+                "Stored purchases; the lakehouse reads one ingest hour through the index",
+                hash_key="purchase_id",
+                attributes={"purchase_id": "S", "ingest_hour": "S", "received_at": "S"},
+                indexes=(Index(s.ingest_hour_index, "ingest_hour", "received_at"),),
+            ),
+            Table(
+                s.idempotency_table,
+                "Idempotency-Key records of the API (expire after a day)",
+                hash_key="idempotency_key",
+                attributes={"idempotency_key": "S"},
+                ttl_attribute="expires_at",
+            ),
+        ),
+        buckets=(Bucket(s.lake_bucket, "The lake: bronze, silver and gold layers"),),
+        tags={"project": "cart-lakehouse"},
+    )

@@ -1,0 +1,53 @@
+"""The one place configuration is read: environment variables prefixed ``CART_``.
+
+Defaults describe the embedded local system (a moto server on loopback, a local lake folder);
+production differs only in these values (no endpoint override, real bucket, ``s3://`` lake root).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LOCAL_ENDPOINT = "http://127.0.0.1:4566"
+
+
+class AwsSettings(BaseSettings):
+    """Where AWS is and what the system's resources are called."""
+
+    model_config = SettingsConfigDict(env_prefix="CART_", env_file=".env", extra="ignore")
+
+    aws_endpoint_url: str | None = Field(
+        default=LOCAL_ENDPOINT,
+        description="AWS endpoint override (the local moto server). Empty on real AWS.",
+    )
+    aws_region: str = Field(default="us-east-1", description="AWS region of every resource.")
+    purchases_topic: str = Field(default="cart-purchases", description="SNS topic the API publishes to.")
+    purchases_queue: str = Field(default="cart-purchases", description="SQS queue the worker consumes.")
+    purchases_dlq: str = Field(default="cart-purchases-dlq", description="Dead-letter queue of the purchases queue.")
+    max_receive_count: int = Field(
+        default=3, ge=1, le=1000, description="Receives before SQS moves a message to the DLQ."
+    )
+    visibility_timeout: int = Field(default=30, ge=0, le=43200, description="Seconds a received message stays hidden.")
+    purchases_table: str = Field(default="cart-purchases", description="DynamoDB table of stored purchases.")
+    ingest_hour_index: str = Field(default="by-ingest-hour", description="GSI on the ingest hour.")
+    idempotency_table: str = Field(default="cart-idempotency", description="DynamoDB table of API idempotency keys.")
+    lake_bucket: str = Field(default="cart-lake", description="S3 bucket of the lake.")
+    alerts_topic: str = Field(default="cart-alerts", description="SNS topic for operational alerts.")
+
+    @field_validator("aws_endpoint_url", mode="before")
+    @classmethod
+    def _empty_means_real_aws(cls, value: object) -> object:
+        return None if value in ("", None) else value
+
+    @property
+    def is_emulated(self) -> bool:
+        """True when the endpoint is an emulator (moto), which accepts any credentials."""
+        return self.aws_endpoint_url is not None
+
+
+@lru_cache(maxsize=1)
+def aws_settings() -> AwsSettings:
+    return AwsSettings()
