@@ -35,7 +35,7 @@ class AwsClients:
             max_pool_connections=max_pool_connections,
             retries={"max_attempts": 3, "mode": "standard"},
             connect_timeout=3,
-            read_timeout=10,
+            read_timeout=30,  # above the 20 s SQS long poll
         )
 
     @cached_property

@@ -142,8 +142,8 @@ class Provisioner:
         response = self.aws.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])
         current: dict[str, str] = {str(k): v for k, v in response["Attributes"].items()}
         drift = {k: v for k, v in wanted.items() if not _same_attribute(current.get(k), v)}
-        if drift:
-            self.aws.sqs.set_queue_attributes(QueueUrl=url, Attributes=drift)  # type: ignore[arg-type]
+        if drift:  # send them all: moto drops attributes a SetQueueAttributes call leaves out
+            self.aws.sqs.set_queue_attributes(QueueUrl=url, Attributes=wanted)  # type: ignore[arg-type]
             return Change("sqs queue", queue.name, "updated", ", ".join(sorted(drift)))
         return Change("sqs queue", queue.name, "unchanged")
 

@@ -1,0 +1,229 @@
+"""The API's HTTP behaviour with its AWS dependencies replaced through ``dependency_overrides``:
+validation, auth, content type, body size, and what is published."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from cart_api import deps
+from cart_api.app import create_app
+from cart_api.idempotency import IdempotencyConflict, IdempotencyInProgress
+from cart_api.models import Purchase
+from cart_api.settings import Settings
+from tests.cart_api.fakes import RaisingIdempotencyStore, RecordingPublisher
+from tests.conftest import API_KEY, VALID_PURCHASE
+
+HEADERS = {"X-API-Key": API_KEY}
+
+
+@pytest.fixture
+def publisher() -> RecordingPublisher:
+    return RecordingPublisher()
+
+
+@pytest.fixture
+def client(publisher: RecordingPublisher) -> Iterator[TestClient]:
+    # an endpoint nobody listens on: any AWS call not overridden fails loudly
+    app = create_app(Settings(aws_endpoint_url="http://127.0.0.1:9", api_keys={"tests": API_KEY}, max_body_bytes=2048))
+    app.dependency_overrides[deps.get_publisher] = lambda: publisher
+    app.dependency_overrides[deps.get_purchase_lookup] = lambda: lambda pid: None
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def test_accepts_a_valid_purchase_and_publishes_it_with_system_fields(
+    client: TestClient, publisher: RecordingPublisher
+) -> None:
+    response = client.post("/purchases", json=VALID_PURCHASE, headers=HEADERS)
+    assert response.status_code == 202
+    body = response.json()
+    assert body["status"] == "accepted"
+    assert response.headers["location"] == body["status_url"]
+    assert body["status_url"].endswith(f"/purchases/{body['purchase_id']}")
+    (published,) = publisher.bodies
+    assert {k: published[k] for k in VALID_PURCHASE} == VALID_PURCHASE
+    assert published["purchase_id"] == body["purchase_id"]
+    assert published["received_at"] == body["received_at"]
+    received = datetime.fromisoformat(published["received_at"])
+    assert published["ingest_hour"] == received.strftime("%Y-%m-%dT%H")
+    assert published["schema_version"] == "1.0.0"
+    Purchase.model_validate(published)  # what is published satisfies the whole contract
+    assert publisher.messages[0].attributes == {"purchase_id": body["purchase_id"], "schema_version": "1.0.0"}
+
+
+def test_each_accepted_purchase_gets_its_own_id(client: TestClient, publisher: RecordingPublisher) -> None:
+    ids = {client.post("/purchases", json=VALID_PURCHASE, headers=HEADERS).json()["purchase_id"] for _ in range(3)}
+    assert len(ids) == 3
+    assert len(publisher.messages) == 3
+
+
+def _with(**changes: Any) -> dict[str, Any]:
+    body = {**VALID_PURCHASE, **changes}
+    return {k: v for k, v in body.items() if v is not ...}
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "reason_part"),
+    [
+        (_with(total_amount=...), "total_amount", "required"),
+        (_with(number_of_installments="three"), "number_of_installments", "valid integer"),
+        (_with(total_amount=-10), "total_amount", "greater than 0"),
+        (_with(total_amount=0), "total_amount", "greater than 0"),
+        (_with(number_of_installments=0), "number_of_installments", "greater than or equal to 1"),
+        (_with(number_of_installments=100), "number_of_installments", "less than or equal to 24"),
+        (_with(purchase_date="2999-12-31"), "purchase_date", "after the day of receipt"),
+        (_with(discount=5), "discount", "not permitted"),
+        (["not", "an", "object"], "body", "valid dictionary"),
+    ],
+)
+def test_bad_purchase_gets_422_naming_the_field_and_publishes_nothing(
+    client: TestClient, publisher: RecordingPublisher, body: Any, field: str, reason_part: str
+) -> None:
+    response = client.post("/purchases", json=body, headers=HEADERS)
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["status"] == 422
+    assert [e["field"] for e in problem["errors"]] == [field]
+    assert reason_part in problem["errors"][0]["reason"]
+    assert field in problem["detail"]
+    assert publisher.messages == []
+
+
+def test_several_bad_fields_are_all_reported(client: TestClient) -> None:
+    response = client.post("/purchases", json=_with(total_amount=0, number_of_installments=0), headers=HEADERS)
+    assert {e["field"] for e in response.json()["errors"]} == {"total_amount", "number_of_installments"}
+
+
+def test_malformed_json_gets_400(client: TestClient, publisher: RecordingPublisher) -> None:
+    response = client.post(
+        "/purchases", content=b'{"buyer_id": "B1",', headers={**HEADERS, "Content-Type": "application/json"}
+    )
+    assert response.status_code == 400
+    problem = response.json()
+    assert problem["title"] == "Malformed JSON"
+    assert problem["errors"][0]["field"] == "body"
+    assert publisher.messages == []
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
+def test_non_json_content_type_gets_415(
+    client: TestClient, publisher: RecordingPublisher, content_type: str | None
+) -> None:
+    headers = dict(HEADERS)
+    if content_type:
+        headers["Content-Type"] = content_type
+    response = client.post("/purchases", content=json.dumps(VALID_PURCHASE).encode(), headers=headers)
+    assert response.status_code == 415
+    assert "application/json" in response.json()["detail"]
+    assert publisher.messages == []
+
+
+def test_json_with_charset_is_accepted(client: TestClient) -> None:
+    response = client.post(
+        "/purchases",
+        content=json.dumps(VALID_PURCHASE).encode(),
+        headers={**HEADERS, "Content-Type": "application/json; charset=utf-8"},
+    )
+    assert response.status_code == 202
+
+
+def test_huge_body_gets_413_before_anything_is_parsed(client: TestClient, publisher: RecordingPublisher) -> None:
+    huge = _with(buyer_id="B" * 5000)
+    response = client.post("/purchases", json=huge, headers=HEADERS)
+    assert response.status_code == 413
+    assert response.json()["title"] == "Request body too large"
+    assert publisher.messages == []
+
+
+def test_huge_chunked_body_gets_413(client: TestClient, publisher: RecordingPublisher) -> None:
+    def chunks() -> Iterator[bytes]:
+        for _ in range(10):
+            yield b" " * 500
+
+    response = client.post("/purchases", content=chunks(), headers={**HEADERS, "Content-Type": "application/json"})
+    assert response.status_code == 413
+    assert publisher.messages == []
+
+
+def test_small_chunked_body_is_replayed_to_the_app(client: TestClient, publisher: RecordingPublisher) -> None:
+    payload = json.dumps(VALID_PURCHASE).encode()
+    response = client.post(
+        "/purchases",
+        content=iter([payload[:10], payload[10:]]),
+        headers={**HEADERS, "Content-Type": "application/json"},
+    )
+    assert response.status_code == 202
+    assert len(publisher.messages) == 1
+
+
+@pytest.mark.parametrize("headers", [{}, {"X-API-Key": "wrong"}, {"X-API-Key": ""}])
+def test_writes_and_reads_need_a_valid_api_key(
+    client: TestClient, publisher: RecordingPublisher, headers: dict[str, str]
+) -> None:
+    response = client.post("/purchases", json=VALID_PURCHASE, headers=headers)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "ApiKey"
+    assert "X-API-Key" in response.json()["detail"] or "not valid" in response.json()["detail"]
+    assert client.get("/purchases/0b6f7c1e-1f2a-4c3b-9d4e-5f6a7b8c9d0e", headers=headers).status_code == 401
+    assert publisher.messages == []
+
+
+def test_sns_not_confirming_gives_503_and_no_acceptance(client: TestClient, publisher: RecordingPublisher) -> None:
+    publisher.fail = True
+    response = client.post("/purchases", json=VALID_PURCHASE, headers=HEADERS)
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    assert "not accepted" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [(IdempotencyConflict("k"), 422), (IdempotencyInProgress("k"), 409)],
+)
+def test_idempotency_refusals_map_to_their_status(
+    client: TestClient, publisher: RecordingPublisher, error: Exception, status: int
+) -> None:
+    client.app.dependency_overrides[deps.get_idempotency_store] = lambda: RaisingIdempotencyStore(error)  # type: ignore[attr-defined]
+    response = client.post("/purchases", json=VALID_PURCHASE, headers={**HEADERS, "Idempotency-Key": "k"})
+    assert response.status_code == status
+    assert publisher.messages == []
+
+
+def test_unknown_purchase_is_404_and_bad_id_is_422(client: TestClient) -> None:
+    missing = client.get("/purchases/0b6f7c1e-1f2a-4c3b-9d4e-5f6a7b8c9d0e", headers=HEADERS)
+    assert missing.status_code == 404
+    assert "not stored" in missing.json()["detail"]
+    bad = client.get("/purchases/not-a-uuid", headers=HEADERS)
+    assert bad.status_code == 422
+    assert bad.json()["errors"][0]["field"] == "path.purchase_id"
+
+
+def test_health_needs_nothing_and_ready_reports_each_dependency(client: TestClient) -> None:
+    assert client.get("/health").json() == {"status": "ok"}
+    client.app.dependency_overrides[deps.get_readiness_probe] = lambda: lambda: {"sns": "ok", "dynamodb": "down"}  # type: ignore[attr-defined]
+    response = client.get("/ready")
+    assert response.status_code == 503
+    assert response.json()["checks"] == {"sns": "ok", "dynamodb": "down"}
+
+
+def test_openapi_documents_the_contract_auth_and_problems(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    post = spec["paths"]["/purchases"]["post"]
+    assert set(post["responses"]) >= {"202", "400", "401", "409", "413", "415", "422", "503"}
+    request_schema = spec["components"]["schemas"]["PurchaseRequest"]
+    assert request_schema["properties"]["number_of_installments"]["maximum"] == 24
+    assert spec["components"]["securitySchemes"]["APIKeyHeader"]["name"] == "X-API-Key"
+    assert client.get("/docs").status_code == 200
+
+
+def test_settings_refuse_the_dev_key_on_real_aws() -> None:
+    with pytest.raises(ValueError, match="CART_API_KEYS"):
+        Settings(aws_endpoint_url="")
+    assert Settings(aws_endpoint_url="", api_keys={"shop": "a-real-secret"}).is_emulated is False

@@ -1,0 +1,73 @@
+"""Shared fixtures: one moto server per test session (the project's local AWS, started on a free
+port), reset and provisioned afresh for each test that asks for AWS."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from cart_api.settings import Settings
+from infra.aws import AwsClients
+from infra.local_aws import MotoServer
+from infra.provision import provision
+
+VALID_PURCHASE: dict[str, Any] = {
+    "buyer_id": "B000123",
+    "product_id": "P0042",
+    "number_of_installments": 3,
+    "total_amount": 129.9,
+    "purchase_date": "2026-01-15",
+}
+API_KEY = "test-key"
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    with MotoServer() as server:
+        yield server
+
+
+@pytest.fixture
+def settings(moto_server: MotoServer) -> Settings:
+    """Settings pointing at a freshly reset and provisioned moto server."""
+    moto_server.reset()
+    settings = Settings(
+        aws_endpoint_url=moto_server.endpoint_url,
+        api_keys={"tests": API_KEY},
+        max_receive_count=2,
+        visibility_timeout=30,
+    )
+    provision(settings)
+    return settings
+
+
+@pytest.fixture
+def aws(settings: Settings) -> AwsClients:
+    return AwsClients(settings)
+
+
+def queue_depth(aws: AwsClients, queue: str) -> int:
+    attrs = aws.sqs.get_queue_attributes(
+        QueueUrl=aws.queue_url(queue),
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
+
+
+def receive_all(aws: AwsClients, queue: str) -> list[dict[str, Any]]:
+    """Every message currently visible in a queue (received, so hidden for the timeout)."""
+    url = aws.queue_url(queue)
+    out: list[dict[str, Any]] = []
+    while True:
+        got = aws.sqs.receive_message(
+            QueueUrl=url,
+            MaxNumberOfMessages=10,
+            WaitTimeSeconds=0,
+            MessageAttributeNames=["All"],
+            MessageSystemAttributeNames=["ApproximateReceiveCount"],
+        ).get("Messages", [])
+        if not got:
+            return out
+        out.extend(dict(m) for m in got)
