@@ -9,11 +9,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-import pytest
-
-from cart_api import lambda_handler
 from cart_api.runner import QueueRunner
-from cart_api.settings import Settings, get_settings
+from cart_api.settings import Settings
 from cart_api.store import from_item, to_json
 from cart_api.worker import SqsRecord, worker_for
 from infra.aws import AwsClients
@@ -151,32 +148,3 @@ def test_runner_stops_gracefully(settings: Settings, aws: AwsClients) -> None:
     thread.join(timeout=10)
     assert not thread.is_alive()
     assert runner.stats.stored == 5
-
-
-def test_lambda_worker_handler_reports_only_unstored_records(
-    settings: Settings, aws: AwsClients, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("CART_AWS_ENDPOINT_URL", str(settings.aws_endpoint_url))
-    monkeypatch.setenv("CART_PURCHASES_TABLE", "no-such-table")  # every store fails transiently
-    get_settings.cache_clear()
-    lambda_handler._worker.cache_clear()
-    try:
-        event = {
-            "Records": [
-                {
-                    "messageId": "m-ok-but-unstorable",
-                    "body": to_json(purchase()),
-                    "attributes": {"ApproximateReceiveCount": "1"},
-                    "messageAttributes": {"schema_version": {"dataType": "String", "stringValue": "1.0.0"}},
-                },
-                {"messageId": "m-poison", "body": "[]", "attributes": {"ApproximateReceiveCount": "1"}},
-            ]
-        }
-        response = lambda_handler.worker_handler(event, None)
-    finally:
-        get_settings.cache_clear()
-        lambda_handler._worker.cache_clear()
-    # the poison record was dead-lettered (handled); the unstorable one is retried by SQS
-    assert response == {"batchItemFailures": [{"itemIdentifier": "m-ok-but-unstorable"}]}
-    (dead,) = receive_all(aws, settings.purchases_dlq)
-    assert dead["MessageAttributes"]["source_message_id"]["StringValue"] == "m-poison"

@@ -1,0 +1,93 @@
+"""The Lambda entry points against the moto server: the API through Mangum, the worker with
+partial batch failures."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from cart_api import lambda_handler
+from cart_api.settings import Settings, get_settings
+from cart_api.store import to_json
+from infra.aws import AwsClients
+from tests.cart_api.test_worker import purchase
+from tests.conftest import API_KEY, VALID_PURCHASE, queue_depth, receive_all
+
+
+@pytest.fixture
+def lambda_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+    """Lambda reads its settings from the environment, as in production."""
+    monkeypatch.setenv("CART_AWS_ENDPOINT_URL", str(settings.aws_endpoint_url))
+    monkeypatch.setenv("CART_API_KEYS", json.dumps(settings.api_keys))
+    monkeypatch.setenv("CART_MAX_RECEIVE_COUNT", str(settings.max_receive_count))
+    caches = (get_settings, lambda_handler._api, lambda_handler._worker)
+    for cache in caches:
+        cache.cache_clear()
+    yield monkeypatch
+    for cache in caches:
+        cache.cache_clear()
+
+
+def http_api_event(
+    method: str, path: str, body: str | None = None, headers: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """An API Gateway HTTP API (payload 2.0) event."""
+    return {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": {"host": "api.example.com", **(headers or {})},
+        "requestContext": {
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "203.0.113.9"},
+            "domainName": "api.example.com",
+            "stage": "$default",
+            "requestId": "req-1",
+        },
+        "body": body,
+        "isBase64Encoded": False,
+    }
+
+
+def test_api_handler_accepts_a_purchase_through_mangum(lambda_env: pytest.MonkeyPatch, aws: AwsClients) -> None:
+    event = http_api_event(
+        "POST",
+        "/purchases",
+        json.dumps(VALID_PURCHASE),
+        {"content-type": "application/json", "x-api-key": API_KEY},
+    )
+    response = lambda_handler.api_handler(event, None)
+    assert response["statusCode"] == 202
+    body = json.loads(response["body"])
+    assert body["status_url"] == f"https://api.example.com/purchases/{body['purchase_id']}"
+    assert queue_depth(aws, get_settings().purchases_queue) == 1
+
+    refused = lambda_handler.api_handler(
+        http_api_event("POST", "/purchases", "{}", {"content-type": "application/json"}), None
+    )
+    assert refused["statusCode"] == 401
+
+
+def test_worker_handler_reports_only_unstored_records(
+    lambda_env: pytest.MonkeyPatch, settings: Settings, aws: AwsClients
+) -> None:
+    lambda_env.setenv("CART_PURCHASES_TABLE", "no-such-table")  # every store fails transiently
+    event = {
+        "Records": [
+            {
+                "messageId": "m-ok-but-unstorable",
+                "body": to_json(purchase()),
+                "attributes": {"ApproximateReceiveCount": "1"},
+                "messageAttributes": {"schema_version": {"dataType": "String", "stringValue": "1.0.0"}},
+            },
+            {"messageId": "m-poison", "body": "[]", "attributes": {"ApproximateReceiveCount": "1"}},
+        ]
+    }
+    response = lambda_handler.worker_handler(event, None)
+    # the poison record was dead-lettered (handled); the unstorable one is retried by SQS
+    assert response == {"batchItemFailures": [{"itemIdentifier": "m-ok-but-unstorable"}]}
+    (dead,) = receive_all(aws, settings.purchases_dlq)
+    assert dead["MessageAttributes"]["source_message_id"]["StringValue"] == "m-poison"

@@ -1,0 +1,30 @@
+"""The README is how newcomers start: its configuration table and commands must match the code."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from cart_api.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def test_configuration_table_lists_every_setting_with_its_default() -> None:
+    rows = dict(re.findall(r"^\| `(CART_[A-Z_]+)` \| `([^`]*)` \|", README, flags=re.MULTILINE))
+    expected = {}
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        expected[f"CART_{name.upper()}"] = json.dumps(default) if isinstance(default, dict) else str(default)
+    assert rows == expected
+
+
+def test_the_two_commands_exist_and_ci_calls_the_test_command() -> None:
+    assert "make run" in README
+    assert "make test" in README
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^run:", makefile, flags=re.MULTILINE)
+    assert re.search(r"^test:", makefile, flags=re.MULTILINE)
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
