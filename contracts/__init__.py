@@ -21,8 +21,10 @@ class Column:
 
     name: str
     logical_type: str
+    physical_type: str
     required: bool
     unique: bool
+    primary_key_position: int | None
     description: str
     options: dict[str, Any]
     custom: dict[str, Any]
@@ -40,8 +42,10 @@ class Column:
         return cls(
             name=prop.name,
             logical_type=prop.logicalType,
+            physical_type=prop.physicalType or prop.logicalType,
             required=bool(prop.required),
             unique=bool(prop.unique),
+            primary_key_position=(prop.primaryKeyPosition or 1) if prop.primaryKey else None,
             description=" ".join((prop.description or "").split()),
             options=dict(prop.logicalTypeOptions or {}),
             custom={c.property: c.value for c in prop.customProperties or [] if c.property},
@@ -62,6 +66,11 @@ class Contract:
             if schema_object is None or obj.name == schema_object:
                 return tuple(Column.from_property(p) for p in obj.properties or [])
         raise KeyError(f"contract {self.name!r} has no schema object {schema_object!r}")
+
+    def primary_key(self, schema_object: str | None = None) -> tuple[str, ...]:
+        """The columns that identify a row, in key order."""
+        keyed = [c for c in self.columns(schema_object) if c.primary_key_position is not None]
+        return tuple(c.name for c in sorted(keyed, key=lambda c: c.primary_key_position or 0))
 
     def column(self, name: str, schema_object: str | None = None) -> Column:
         for col in self.columns(schema_object):

@@ -1,0 +1,1 @@
+"""Software-defined assets of the lakehouse, one module per layer."""

@@ -1,0 +1,62 @@
+"""Dagster resources of the lakehouse. Local and production differ in their configuration only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dagster import ConfigurableResource
+from dagster_pyspark import LazyPySparkResource
+
+from cart_lakehouse.lake import Lake
+from cart_lakehouse.settings import LakeSettings, lake_settings
+from infra.aws import AwsClients
+
+
+class AwsResource(ConfigurableResource):  # type: ignore[type-arg]
+    """boto3 clients for the lakehouse (DynamoDB, S3, Glue, SQS, SNS) on the configured endpoint."""
+
+    aws_endpoint_url: str | None = None
+    aws_region: str = "us-east-1"
+
+    def settings(self) -> LakeSettings:
+        return LakeSettings(aws_endpoint_url=self.aws_endpoint_url or "", aws_region=self.aws_region)
+
+    def clients(self) -> AwsClients:
+        return AwsClients(self.settings())
+
+
+class LakeResource(ConfigurableResource):  # type: ignore[type-arg]
+    """The lake root: a local folder, or ``s3://bucket/prefix`` in production."""
+
+    root: str
+    aws_endpoint_url: str | None = None
+    aws_region: str = "us-east-1"
+
+    def lake(self) -> Lake:
+        aws = LakeSettings(aws_endpoint_url=self.aws_endpoint_url or "", aws_region=self.aws_region)
+        return Lake.open(self.root, aws)
+
+
+def spark_config(settings: LakeSettings) -> dict[str, Any]:
+    """One Spark session per process (the resource creates it on first use, then reuses it)."""
+    return {
+        "spark.master": settings.spark_master,
+        "spark.app.name": "cart-lakehouse",
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.shuffle.partitions": str(settings.spark_shuffle_partitions),
+        "spark.sql.sources.partitionOverwriteMode": "dynamic",
+        "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.driver.memory": "2g",
+    }
+
+
+def build_resources(settings: LakeSettings | None = None) -> dict[str, Any]:
+    settings = settings or lake_settings()
+    endpoint = settings.aws_endpoint_url
+    return {
+        "aws": AwsResource(aws_endpoint_url=endpoint, aws_region=settings.aws_region),
+        "lake": LakeResource(root=settings.lake_root, aws_endpoint_url=endpoint, aws_region=settings.aws_region),
+        "pyspark": LazyPySparkResource(spark_config=spark_config(settings)),
+    }

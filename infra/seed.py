@@ -1,0 +1,62 @@
+"""Stored purchases for an ingest hour, written straight to DynamoDB (tests and benchmarks).
+
+The API is the way purchases come in; this writes what the worker would have stored, for
+volumes (100k an hour) and for hours in the past that the API cannot produce.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import uuid
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from cart_api.models import PURCHASES, Purchase
+from cart_api.store import format_timestamp, to_item
+from cart_api.traffic import generate_requests
+from infra.aws import AwsClients
+
+
+def stored_purchases(hour_start: datetime, count: int, seed: int = 0) -> list[dict[str, Any]]:
+    """``count`` valid purchases received during the hour starting at ``hour_start`` (UTC)."""
+    rng = random.Random(seed)
+    start = hour_start.astimezone(UTC)
+    planned = generate_requests(seed, count, 0.0, today=start.date())
+    out = []
+    for request in planned:
+        received = start + timedelta(microseconds=rng.randrange(3_600_000_000))
+        body = json.loads(request.body)
+        body["purchase_date"] = min(body["purchase_date"], received.date().isoformat())
+        out.append(
+            {
+                **body,
+                "purchase_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                "received_at": format_timestamp(received),
+                "ingest_hour": received.strftime("%Y-%m-%dT%H"),
+                "schema_version": PURCHASES.version,
+            }
+        )
+    return out
+
+
+def _stored(values: dict[str, Any]) -> dict[str, Any]:
+    return Purchase.model_validate(values).model_dump()
+
+
+def put_purchases(aws: AwsClients, table: str, purchases: Iterable[dict[str, Any]], threads: int = 8) -> int:
+    """BatchWriteItem in chunks of 25 on a few threads, retrying unprocessed items; returns the count."""
+    items = [to_item(_stored(p)) for p in purchases]
+    chunks = [items[i : i + 25] for i in range(0, len(items), 25)]
+
+    def write(chunk: Sequence[dict[str, Any]]) -> None:
+        requests: list[Any] = [{"PutRequest": {"Item": item}} for item in chunk]
+        while requests:
+            answer = aws.dynamodb.batch_write_item(RequestItems={table: requests})
+            requests = list(answer.get("UnprocessedItems", {}).get(table, []))
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        list(pool.map(write, chunks))
+    return len(items)
