@@ -32,7 +32,6 @@ class LakeSettings(AwsSettings):
         default_factory=default_partitions_start,
         description="First hourly partition (yyyy-MM-dd-HH:mm, UTC); default: 7 days before today.",
     )
-    glue_database: str = Field(default="cart_lakehouse", description="Glue Data Catalog database of the lake's tables.")
     spark_master: str = Field(default="local[2]", description="Spark master (local[2], local-cluster[...], yarn...).")
     spark_shuffle_partitions: int = Field(default=4, ge=1, description="spark.sql.shuffle.partitions for silver.")
     dbt_project_dir: str = Field(default="dbt_project", description="The dbt project building gold.")

@@ -13,7 +13,9 @@ from botocore.config import Config
 from infra.settings import AwsSettings
 
 if TYPE_CHECKING:
+    from mypy_boto3_cloudwatch import CloudWatchClient
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_glue import GlueClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sns import SNSClient
     from mypy_boto3_sqs import SQSClient
@@ -68,6 +70,14 @@ class AwsClients:
     @cached_property
     def s3(self) -> S3Client:
         return self.client("s3")  # type: ignore[no-any-return]
+
+    @cached_property
+    def glue(self) -> GlueClient:
+        return self.client("glue")  # type: ignore[no-any-return]
+
+    @cached_property
+    def cloudwatch(self) -> CloudWatchClient:
+        return self.client("cloudwatch")  # type: ignore[no-any-return]
 
     @property
     def account_id(self) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from infra.aws import AwsClients
-from infra.resources import Bucket, Queue, Stack, Subscription, Table, Topic, cart_stack
+from infra.resources import Bucket, GlueDatabase, Queue, Stack, Subscription, Table, Topic, cart_stack
 from infra.settings import AwsSettings
 
 
@@ -46,6 +46,7 @@ class Provisioner:
         changes += [self.subscription(s) for s in stack.subscriptions]
         changes += [self.table(t, stack.tags) for t in stack.tables]
         changes += [self.bucket(b, stack.tags) for b in stack.buckets]
+        changes += [self.glue_database(d) for d in stack.glue_databases]
         return changes
 
     # --- SNS --------------------------------------------------------------------------------
@@ -243,6 +244,23 @@ class Provisioner:
         )
         s3.put_bucket_tagging(Bucket=bucket.name, Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in tags.items()]})
         return Change("s3 bucket", bucket.name, "created", bucket.purpose)
+
+    # --- Glue (moto's CloudFormation skips AWS::Glue::Database, so it is created here) --------
+    def glue_database(self, database: GlueDatabase) -> Change:
+        glue = self.aws.glue
+        try:
+            current = glue.get_database(Name=database.name)["Database"]
+        except ClientError as exc:
+            if _error_code(exc) != "EntityNotFoundException":
+                raise
+            glue.create_database(DatabaseInput={"Name": database.name, "Description": database.purpose})
+            return Change("glue database", database.name, "created", database.purpose)
+        if current.get("Description") != database.purpose:
+            glue.update_database(
+                Name=database.name, DatabaseInput={"Name": database.name, "Description": database.purpose}
+            )
+            return Change("glue database", database.name, "updated", "description")
+        return Change("glue database", database.name, "unchanged")
 
 
 def _same_attribute(current: str | None, wanted: str) -> bool:

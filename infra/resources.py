@@ -61,12 +61,21 @@ class Bucket:
 
 
 @dataclass(frozen=True)
+class GlueDatabase:
+    """A Glue Data Catalog database; the lakehouse registers its tables and partitions in it."""
+
+    name: str
+    purpose: str
+
+
+@dataclass(frozen=True)
 class Stack:
     topics: tuple[Topic, ...] = ()
     queues: tuple[Queue, ...] = ()
     subscriptions: tuple[Subscription, ...] = ()
     tables: tuple[Table, ...] = ()
     buckets: tuple[Bucket, ...] = ()
+    glue_databases: tuple[GlueDatabase, ...] = ()
     tags: dict[str, str] = field(default_factory=dict)
 
 
@@ -106,5 +115,6 @@ def cart_stack(settings: AwsSettings) -> Stack:
             ),
         ),
         buckets=(Bucket(s.lake_bucket, "The lake: bronze, silver and gold layers"),),
+        glue_databases=(GlueDatabase(s.glue_database, "Tables of the cart lakehouse (bronze, silver, gold)"),),
         tags={"project": "cart-lakehouse"},
     )

@@ -36,6 +36,7 @@ class AwsSettings(BaseSettings):
     idempotency_table: str = Field(default="cart-idempotency", description="DynamoDB table of API idempotency keys.")
     lake_bucket: str = Field(default="cart-lake", description="S3 bucket of the lake.")
     alerts_topic: str = Field(default="cart-alerts", description="SNS topic for operational alerts.")
+    glue_database: str = Field(default="cart_lakehouse", description="Glue Data Catalog database of the lake's tables.")
 
     @field_validator("aws_endpoint_url", mode="before")
     @classmethod

@@ -7,6 +7,7 @@ from typing import Any
 from dagster import ConfigurableResource
 from dagster_pyspark import LazyPySparkResource
 
+from cart_lakehouse.catalog import GlueCatalog
 from cart_lakehouse.lake import Lake
 from cart_lakehouse.settings import LakeSettings, lake_settings
 from infra.aws import AwsClients
@@ -23,6 +24,18 @@ class AwsResource(ConfigurableResource):  # type: ignore[type-arg]
 
     def clients(self) -> AwsClients:
         return AwsClients(self.settings())
+
+
+class CatalogResource(ConfigurableResource):  # type: ignore[type-arg]
+    """The Glue Data Catalog database the lake's tables are registered in."""
+
+    database: str
+    aws_endpoint_url: str | None = None
+    aws_region: str = "us-east-1"
+
+    def catalog(self) -> GlueCatalog:
+        settings = LakeSettings(aws_endpoint_url=self.aws_endpoint_url or "", aws_region=self.aws_region)
+        return GlueCatalog(AwsClients(settings).glue, self.database)
 
 
 class LakeResource(ConfigurableResource):  # type: ignore[type-arg]
@@ -58,5 +71,8 @@ def build_resources(settings: LakeSettings | None = None) -> dict[str, Any]:
     return {
         "aws": AwsResource(aws_endpoint_url=endpoint, aws_region=settings.aws_region),
         "lake": LakeResource(root=settings.lake_root, aws_endpoint_url=endpoint, aws_region=settings.aws_region),
+        "catalog": CatalogResource(
+            database=settings.glue_database, aws_endpoint_url=endpoint, aws_region=settings.aws_region
+        ),
         "pyspark": LazyPySparkResource(spark_config=spark_config(settings)),
     }

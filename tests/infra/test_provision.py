@@ -17,7 +17,7 @@ def test_provisioning_twice_changes_nothing(settings: Settings) -> None:
     assert {c.action for c in changes} == {"unchanged"}
     stack = cart_stack(settings)
     expected = len(stack.topics) + len(stack.queues) + len(stack.subscriptions) + len(stack.tables)
-    assert len(changes) == expected + len(stack.buckets)
+    assert len(changes) == expected + len(stack.buckets) + len(stack.glue_databases)
 
 
 def test_every_described_resource_exists_as_described(settings: Settings, aws: AwsClients) -> None:
@@ -48,6 +48,7 @@ def test_every_described_resource_exists_as_described(settings: Settings, aws: A
     assert ttl["AttributeName"] == "expires_at"
 
     aws.s3.head_bucket(Bucket=settings.lake_bucket)
+    assert aws.glue.get_database(Name=settings.glue_database)["Database"]["Name"] == settings.glue_database
 
 
 def test_drift_is_corrected_and_reported(settings: Settings, aws: AwsClients) -> None:
