@@ -42,6 +42,16 @@ def arrow_type(physical_type: str) -> arrow.DataType:
         raise ValueError(f"physicalType {physical_type!r} has no Arrow type; add it to {__name__}") from None
 
 
+def arrow_schema(table: str, contract: str = "lakehouse") -> arrow.Schema:
+    """The Arrow schema a contract's table is written with."""
+    return arrow.schema(
+        [
+            arrow.field(c.name, arrow_type(c.physical_type), nullable=not c.required)
+            for c in load_contract(contract).columns(table)
+        ]
+    )
+
+
 def _same_type(actual: arrow.DataType, expected: arrow.DataType) -> bool:
     if arrow.types.is_string(expected):
         return bool(arrow.types.is_string(actual) or arrow.types.is_large_string(actual))
