@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -87,6 +89,32 @@ def stored_count(aws: AwsClients, table: str) -> int:
     return int(aws.dynamodb.scan(TableName=table, Select="COUNT")["Count"])
 
 
+LOCATIONS_QUERY = """
+{ workspaceOrError { __typename ... on Workspace { locationEntries { name loadStatus
+  locationOrLoadError { __typename ... on PythonError { message } } } } } }
+"""
+
+
+def code_location_loaded(dagster_url: str) -> bool:
+    """True once every code location has loaded; a load error stops ``make run`` with its message."""
+    request = urllib.request.Request(
+        f"{dagster_url}/graphql",
+        data=json.dumps({"query": LOCATIONS_QUERY}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            workspace = json.load(answer)["data"]["workspaceOrError"]
+    except (OSError, ValueError, KeyError):
+        return False
+    entries = workspace.get("locationEntries") or []
+    for entry in entries:
+        loaded = entry.get("locationOrLoadError") or {}
+        if loaded.get("__typename") == "PythonError":
+            raise RuntimeError(f"Dagster could not load {entry['name']}: {loaded.get('message')}")
+    return bool(entries) and all(e.get("loadStatus") == "LOADED" and e.get("locationOrLoadError") for e in entries)
+
+
 def run(args: argparse.Namespace) -> int:
     stack = DevStack(Path(args.state_dir), args.api_port, args.aws_port)
     stack.logs.mkdir(parents=True, exist_ok=True)
@@ -154,7 +182,32 @@ def run(args: argparse.Namespace) -> int:
             )
             step(f"Stored: {stored_count(aws, table)} purchases in DynamoDB table {table}")
 
-        print_banner(api_url, endpoint, stack)
+        dagster_url = None
+        if args.dagster_port:
+            dagster_url = f"http://127.0.0.1:{args.dagster_port}"
+            home = (stack.state_dir / "dagster").resolve()
+            home.mkdir(parents=True, exist_ok=True)
+            step(f"Dagster: starting dagster dev on {dagster_url} (DAGSTER_HOME={home})")
+            dagster = stack.spawn(
+                "dagster",
+                [
+                    sys.executable,
+                    "-m",
+                    "dagster",
+                    "dev",
+                    "-w",
+                    "workspace.yaml",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(args.dagster_port),
+                ],
+                {**env, "DAGSTER_HOME": str(home), "CART_DAGSTER_UI_URL": dagster_url},
+            )
+            wait_until(lambda: answers(f"{dagster_url}/server_info"), 120, "Dagster UI", dagster)
+            wait_until(lambda: code_location_loaded(dagster_url), 180, "Dagster definitions", dagster)
+
+        print_banner(api_url, endpoint, stack, dagster_url)
         if args.once:
             return 0
         while True:
@@ -175,20 +228,21 @@ def run(args: argparse.Namespace) -> int:
         step("Stopped everything this command started.")
 
 
-def print_banner(api_url: str, endpoint: str, stack: DevStack) -> None:
+def print_banner(api_url: str, endpoint: str, stack: DevStack, dagster_url: str | None) -> None:
     host = urlparse(api_url).netloc
     today = time.strftime("%Y-%m-%d", time.gmtime())
     example = (
         '{"buyer_id":"B000001","product_id":"P0001","number_of_installments":2,'
         f'"total_amount":59.9,"purchase_date":"{today}"}}'
     )
+    dagster_line = f"  Dagster UI (assets)   {dagster_url}/asset-groups\n" if dagster_url else ""
     print(
         f"""
 Cart lakehouse is running:
-  API (OpenAPI docs)    {api_url}/docs
+{dagster_line}  API (OpenAPI docs)    {api_url}/docs
   API readiness         {api_url}/ready
   Local AWS (moto)      {endpoint}   dashboard: {endpoint}/moto-api/
-  Logs                  {stack.logs}/ (api.log, worker.log, moto.log)
+  Logs                  {stack.logs}/ (api.log, worker.log, moto.log, dagster.log)
 
 Send a purchase:
   curl -s -X POST http://{host}/purchases -H 'X-API-Key: local-dev-key' \\
@@ -205,12 +259,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="cart-dev",
         description=(
-            "Run the cart lakehouse locally: moto server (local AWS), provisioning, API, worker "
+            "Run the cart lakehouse locally: moto server (local AWS), provisioning, API, worker, dagster dev "
             "and seed traffic. Ctrl-C stops everything it started."
         ),
     )
     parser.add_argument("--api-port", type=int, default=8000, help="API port (default 8000)")
     parser.add_argument("--aws-port", type=int, default=4566, help="moto server port (default 4566)")
+    parser.add_argument(
+        "--dagster-port", type=int, default=3000, help="dagster dev UI port (default 3000; 0: do not start Dagster)"
+    )
     parser.add_argument("--traffic", type=int, default=200, help="purchases to seed (0: none; default 200)")
     parser.add_argument("--invalid-share", type=float, default=0.05, help="share of invalid seed requests")
     parser.add_argument("--seed", type=int, default=7, help="random seed of the seed traffic")

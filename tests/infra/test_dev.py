@@ -10,7 +10,7 @@ from infra.local_aws import answers, free_port
 
 
 def test_run_command_brings_the_stack_up_and_stores_the_seed_traffic(tmp_path: Path) -> None:
-    api_port, aws_port = free_port(), free_port()
+    api_port, aws_port, dagster_port = free_port(), free_port(), free_port()
     done = subprocess.run(
         [
             sys.executable,
@@ -25,6 +25,8 @@ def test_run_command_brings_the_stack_up_and_stores_the_seed_traffic(tmp_path: P
             str(api_port),
             "--aws-port",
             str(aws_port),
+            "--dagster-port",
+            str(dagster_port),
             "--state-dir",
             str(tmp_path),
         ],
@@ -36,8 +38,10 @@ def test_run_command_brings_the_stack_up_and_stores_the_seed_traffic(tmp_path: P
     out = done.stdout
     assert "Stored:" in out
     assert f"http://127.0.0.1:{api_port}/docs" in out
+    assert f"Dagster UI (assets)   http://127.0.0.1:{dagster_port}" in out
     assert "rejected" in out  # the traffic summary
     assert (tmp_path / "logs" / "api.log").exists()
     # everything it started has stopped
     assert not answers(f"http://127.0.0.1:{api_port}/health")
     assert not answers(f"http://127.0.0.1:{aws_port}/moto-api/")
+    assert not answers(f"http://127.0.0.1:{dagster_port}/server_info")
