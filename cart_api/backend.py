@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 from cart_api.idempotency import DynamoIdempotencyStore, IdempotencyStore
 from cart_api.publisher import Publisher, SnsPublisher
+from cart_api.ratelimit import TokenBucketLimiter
 from cart_api.settings import Settings
 from cart_api.store import get_purchase
 from infra.aws import AwsClients
@@ -44,6 +45,12 @@ class Backend:
             ttl_seconds=self.settings.idempotency_ttl_seconds,
             lock_seconds=self.settings.idempotency_lock_seconds,
         )
+
+    @cached_property
+    def limiter(self) -> TokenBucketLimiter | None:
+        if not self.settings.rate_limit_per_second:
+            return None
+        return TokenBucketLimiter(self.settings.rate_limit_per_second, self.settings.rate_limit_burst)
 
     def lookup(self, purchase_id: str) -> dict[str, Any] | None:
         return get_purchase(self.aws.dynamodb, self.settings.purchases_table, purchase_id)

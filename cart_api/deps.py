@@ -4,6 +4,7 @@ tests with ``app.dependency_overrides``."""
 from __future__ import annotations
 
 import hmac
+import math
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, Security
@@ -12,6 +13,7 @@ from fastapi.security import APIKeyHeader
 from cart_api.backend import Backend, PurchaseLookup, ReadinessProbe
 from cart_api.idempotency import IdempotencyStore
 from cart_api.publisher import Publisher
+from cart_api.ratelimit import TokenBucketLimiter
 from cart_api.settings import Settings
 
 api_key_header = APIKeyHeader(
@@ -61,6 +63,26 @@ def require_client(
     )
 
 
+def get_limiter(backend: Annotated[Backend, Depends(get_backend)]) -> TokenBucketLimiter | None:
+    return backend.limiter
+
+
+def rate_limited_client(
+    client: Annotated[str, Depends(require_client)],
+    limiter: Annotated[TokenBucketLimiter | None, Depends(get_limiter)],
+) -> str:
+    """The client, if it is within its rate; 429 with Retry-After otherwise."""
+    if limiter is not None:
+        wait = limiter.acquire(client)
+        if wait > 0:
+            raise HTTPException(
+                status_code=429,
+                detail=f"Client {client!r} sent more than {limiter.rate:g} requests per second; retry after the wait.",
+                headers={"Retry-After": str(max(1, math.ceil(wait)))},
+            )
+    return client
+
+
 def require_json(request: Request) -> None:
     content_type = request.headers.get("content-type", "")
     media_type = content_type.split(";", 1)[0].strip().lower()
@@ -72,6 +94,7 @@ def require_json(request: Request) -> None:
 
 
 Client = Annotated[str, Depends(require_client)]
+LimitedClient = Annotated[str, Depends(rate_limited_client)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 PublisherDep = Annotated[Publisher, Depends(get_publisher)]
 IdempotencyDep = Annotated[IdempotencyStore, Depends(get_idempotency_store)]

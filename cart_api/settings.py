@@ -29,6 +29,10 @@ class Settings(AwsSettings):
     idempotency_lock_seconds: int = Field(
         default=30, ge=1, description="After this, a request that claimed a key but never finished may be retried."
     )
+    rate_limit_per_second: float = Field(
+        default=500.0, ge=0, description="Requests per second allowed per API key (0: no limit); 429 above."
+    )
+    rate_limit_burst: int = Field(default=1000, ge=1, description="Requests a client may send at once above its rate.")
     worker_batch_size: int = Field(default=10, ge=1, le=10, description="Messages the worker receives per call.")
     worker_concurrency: int = Field(default=2, ge=1, le=32, description="Polling threads of the local worker.")
     worker_wait_seconds: int = Field(default=5, ge=0, le=20, description="Long-poll wait of the local worker.")

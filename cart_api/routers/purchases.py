@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, HTTPException, Path, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
-from cart_api.deps import Client, IdempotencyDep, LookupDep, PublisherDep, require_json
+from cart_api.deps import Client, IdempotencyDep, LimitedClient, LookupDep, PublisherDep, require_json
 from cart_api.idempotency import fingerprint
 from cart_api.models import PURCHASES, Problem, Purchase, PurchaseAccepted, PurchaseRequest, StoredPurchase
 from cart_api.publisher import OutgoingMessage, PublishError
@@ -62,6 +62,7 @@ def build_message(purchase: PurchaseRequest, purchase_id: str, received_at: str)
         413: _problem("Request body too large"),
         415: _problem("Body is not application/json"),
         422: _problem("The purchase breaks the contract (each field and reason are listed)"),
+        429: _problem("Too many requests from this API key: retry after Retry-After seconds"),
         503: _problem("SNS did not confirm the purchase: nothing was accepted, retry"),
     },
 )
@@ -69,7 +70,7 @@ async def create_purchase(
     purchase: PurchaseRequest,
     request: Request,
     response: Response,
-    client: Client,
+    client: LimitedClient,
     publisher: PublisherDep,
     idempotency: IdempotencyDep,
     idempotency_key: Annotated[

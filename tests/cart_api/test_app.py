@@ -15,6 +15,7 @@ from cart_api import deps
 from cart_api.app import create_app
 from cart_api.idempotency import IdempotencyConflict, IdempotencyInProgress
 from cart_api.models import Purchase
+from cart_api.ratelimit import TokenBucketLimiter
 from cart_api.settings import Settings
 from tests.cart_api.fakes import RaisingIdempotencyStore, RecordingPublisher
 from tests.conftest import API_KEY, VALID_PURCHASE
@@ -227,3 +228,43 @@ def test_settings_refuse_the_dev_key_on_real_aws() -> None:
     with pytest.raises(ValueError, match="CART_API_KEYS"):
         Settings(aws_endpoint_url="")
     assert Settings(aws_endpoint_url="", api_keys={"shop": "a-real-secret"}).is_emulated is False
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_client_over_its_rate_gets_429_with_retry_after_and_nothing_is_published(
+    client: TestClient, publisher: RecordingPublisher
+) -> None:
+    clock = FakeClock()
+    limiter = TokenBucketLimiter(rate=2, burst=3, clock=clock)
+    client.app.dependency_overrides[deps.get_limiter] = lambda: limiter  # type: ignore[attr-defined]
+    statuses = [client.post("/purchases", json=VALID_PURCHASE, headers=HEADERS).status_code for _ in range(4)]
+    assert statuses == [202, 202, 202, 429]
+    refused = client.post("/purchases", json=VALID_PURCHASE, headers=HEADERS)
+    assert refused.status_code == 429
+    assert refused.headers["retry-after"] == "1"
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert "tests" in refused.json()["detail"]
+    assert len(publisher.bodies) == 3
+    clock.now += 0.5  # one token back at 2 per second
+    assert client.post("/purchases", json=VALID_PURCHASE, headers=HEADERS).status_code == 202
+    assert client.post("/purchases", json=VALID_PURCHASE, headers=HEADERS).status_code == 429
+
+
+def test_buckets_are_per_client() -> None:
+    limiter = TokenBucketLimiter(rate=1, burst=1, clock=FakeClock())
+    assert limiter.acquire("a") == 0.0
+    assert limiter.acquire("a") == pytest.approx(1.0)
+    assert limiter.acquire("b") == 0.0
+
+
+def test_rate_limit_is_on_by_default_and_can_be_switched_off() -> None:
+    assert Settings(api_keys={"x": "y"}).rate_limit_per_second > 0
+    app = create_app(Settings(api_keys={"x": "y"}, rate_limit_per_second=0))
+    assert app.state.backend.limiter is None
