@@ -31,6 +31,7 @@ from cart_api.models import Purchase
 from cart_api.settings import Settings
 from cart_api.store import to_item
 from infra.aws import AwsClients
+from infra.metrics import CloudWatchMetrics, MetricsSink, NoMetrics
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -105,6 +106,7 @@ class PurchaseWorker:
         source_queue: str,
         write_attempts: int = 5,
         backoff_seconds: float = 0.05,
+        metrics: MetricsSink | None = None,
     ) -> None:
         self._ddb = dynamodb
         self._table = table
@@ -114,6 +116,7 @@ class PurchaseWorker:
         self.source_queue = source_queue
         self.write_attempts = write_attempts
         self.backoff_seconds = backoff_seconds
+        self.metrics = metrics or NoMetrics()
 
     @property
     def dlq_url(self) -> str:
@@ -153,6 +156,14 @@ class PurchaseWorker:
         self._dead_letter(invalid + transient, result)
         for mid, reason in result.retry:
             log.warning("purchase message %s will be retried: %s", mid, reason)
+        self.metrics.put(
+            {
+                "PurchasesStored": len(result.stored),
+                "PurchasesDeadLettered": len(result.dead_lettered),
+                "PurchasesRetried": len(result.retry),
+            },
+            {"Component": "worker"},
+        )
         return result
 
     def _write(self, items: dict[str, dict[str, Any]]) -> dict[str, str]:
@@ -248,4 +259,5 @@ def worker_for(settings: Settings, clients: AwsClients) -> PurchaseWorker:
         max_receive_count=settings.max_receive_count,
         source_queue=settings.purchases_queue,
         write_attempts=settings.worker_write_attempts,
+        metrics=CloudWatchMetrics(clients.cloudwatch),
     )

@@ -17,7 +17,17 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from infra.aws import AwsClients
-from infra.resources import Bucket, GlueDatabase, Queue, Stack, Subscription, Table, Topic, cart_stack
+from infra.resources import (
+    Bucket,
+    GlueDatabase,
+    Queue,
+    QueueDepthAlarm,
+    Stack,
+    Subscription,
+    Table,
+    Topic,
+    cart_stack,
+)
 from infra.settings import AwsSettings
 
 
@@ -47,6 +57,7 @@ class Provisioner:
         changes += [self.table(t, stack.tags) for t in stack.tables]
         changes += [self.bucket(b, stack.tags) for b in stack.buckets]
         changes += [self.glue_database(d) for d in stack.glue_databases]
+        changes += [self.alarm(a) for a in stack.alarms]
         return changes
 
     # --- SNS --------------------------------------------------------------------------------
@@ -261,6 +272,36 @@ class Provisioner:
             )
             return Change("glue database", database.name, "updated", "description")
         return Change("glue database", database.name, "unchanged")
+
+    # --- CloudWatch (moto's CloudFormation skips AWS::CloudWatch::Alarm) ----------------------
+    def alarm(self, alarm: QueueDepthAlarm) -> Change:
+        topic = self.aws.topic_arn(alarm.topic)
+        wanted: dict[str, Any] = {
+            "AlarmName": alarm.name,
+            "AlarmDescription": alarm.purpose,
+            "Namespace": "AWS/SQS",
+            "MetricName": "ApproximateNumberOfMessagesVisible",
+            "Dimensions": [{"Name": "QueueName", "Value": alarm.queue}],
+            "Statistic": "Maximum",
+            "Period": alarm.period_seconds,
+            "EvaluationPeriods": alarm.evaluation_periods,
+            "Threshold": float(alarm.threshold),
+            "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+            "TreatMissingData": "notBreaching",
+            "AlarmActions": [topic],
+            "OKActions": [topic],
+        }
+        found = self.aws.cloudwatch.describe_alarms(AlarmNames=[alarm.name]).get("MetricAlarms", [])
+        if found and all(_same_value(found[0].get(k), v) for k, v in wanted.items()):
+            return Change("cloudwatch alarm", alarm.name, "unchanged")
+        self.aws.cloudwatch.put_metric_alarm(**wanted)
+        return Change("cloudwatch alarm", alarm.name, "updated" if found else "created", alarm.purpose)
+
+
+def _same_value(current: Any, wanted: Any) -> bool:
+    if isinstance(wanted, list):
+        return isinstance(current, list) and [dict(c) if isinstance(c, dict) else c for c in current] == wanted
+    return bool(current == wanted)
 
 
 def _same_attribute(current: str | None, wanted: str) -> bool:

@@ -69,6 +69,19 @@ class GlueDatabase:
 
 
 @dataclass(frozen=True)
+class QueueDepthAlarm:
+    """A CloudWatch alarm on a queue's visible messages, notifying a topic (in alarm and back to OK)."""
+
+    name: str
+    purpose: str
+    queue: str
+    topic: str
+    threshold: int = 1
+    period_seconds: int = 60
+    evaluation_periods: int = 1
+
+
+@dataclass(frozen=True)
 class Stack:
     topics: tuple[Topic, ...] = ()
     queues: tuple[Queue, ...] = ()
@@ -76,6 +89,7 @@ class Stack:
     tables: tuple[Table, ...] = ()
     buckets: tuple[Bucket, ...] = ()
     glue_databases: tuple[GlueDatabase, ...] = ()
+    alarms: tuple[QueueDepthAlarm, ...] = ()
     tags: dict[str, str] = field(default_factory=dict)
 
 
@@ -116,5 +130,13 @@ def cart_stack(settings: AwsSettings) -> Stack:
         ),
         buckets=(Bucket(s.lake_bucket, "The lake: bronze, silver and gold layers"),),
         glue_databases=(GlueDatabase(s.glue_database, "Tables of the cart lakehouse (bronze, silver, gold)"),),
+        alarms=(
+            QueueDepthAlarm(
+                f"{s.purchases_dlq}-not-empty",
+                "Purchases are waiting in the dead-letter queue",
+                queue=s.purchases_dlq,
+                topic=s.alerts_topic,
+            ),
+        ),
         tags={"project": "cart-lakehouse"},
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cart_api.runner import QueueRunner
@@ -148,3 +148,28 @@ def test_runner_stops_gracefully(settings: Settings, aws: AwsClients) -> None:
     thread.join(timeout=10)
     assert not thread.is_alive()
     assert runner.stats.stored == 5
+
+
+def metric_sum(aws: AwsClients, name: str) -> float:
+    now = datetime.now(UTC)
+    points = aws.cloudwatch.get_metric_statistics(
+        Namespace="CartLakehouse",
+        MetricName=name,
+        Dimensions=[{"Name": "Component", "Value": "worker"}],
+        StartTime=now - timedelta(minutes=5),
+        EndTime=now + timedelta(minutes=5),
+        Period=600,
+        Statistics=["Sum"],
+    )["Datapoints"]
+    return sum(p["Sum"] for p in points)
+
+
+def test_the_worker_reports_what_it_stored_and_dead_lettered_to_cloudwatch(
+    settings: Settings, aws: AwsClients
+) -> None:
+    worker = worker_for(settings, aws)
+    worker.process([record(to_json(purchase())), record(to_json(purchase())), record("poison")])
+    worker.process([record(to_json(purchase()))])
+    assert metric_sum(aws, "PurchasesStored") == 3
+    assert metric_sum(aws, "PurchasesDeadLettered") == 1
+    assert metric_sum(aws, "PurchasesRetried") == 0

@@ -17,7 +17,7 @@ def test_provisioning_twice_changes_nothing(settings: Settings) -> None:
     assert {c.action for c in changes} == {"unchanged"}
     stack = cart_stack(settings)
     expected = len(stack.topics) + len(stack.queues) + len(stack.subscriptions) + len(stack.tables)
-    assert len(changes) == expected + len(stack.buckets) + len(stack.glue_databases)
+    assert len(changes) == expected + len(stack.buckets) + len(stack.glue_databases) + len(stack.alarms)
 
 
 def test_every_described_resource_exists_as_described(settings: Settings, aws: AwsClients) -> None:
@@ -49,6 +49,11 @@ def test_every_described_resource_exists_as_described(settings: Settings, aws: A
 
     aws.s3.head_bucket(Bucket=settings.lake_bucket)
     assert aws.glue.get_database(Name=settings.glue_database)["Database"]["Name"] == settings.glue_database
+    (alarm,) = aws.cloudwatch.describe_alarms(AlarmNames=[f"{settings.purchases_dlq}-not-empty"])["MetricAlarms"]
+    assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": settings.purchases_dlq}]
+    assert alarm["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    assert alarm["AlarmActions"] == [aws.topic_arn(settings.alerts_topic)]
+    assert alarm["Threshold"] == 1.0
 
 
 def test_drift_is_corrected_and_reported(settings: Settings, aws: AwsClients) -> None:
