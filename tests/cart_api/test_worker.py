@@ -164,9 +164,7 @@ def metric_sum(aws: AwsClients, name: str) -> float:
     return sum(p["Sum"] for p in points)
 
 
-def test_the_worker_reports_what_it_stored_and_dead_lettered_to_cloudwatch(
-    settings: Settings, aws: AwsClients
-) -> None:
+def test_the_worker_reports_what_it_stored_and_dead_lettered_to_cloudwatch(settings: Settings, aws: AwsClients) -> None:
     worker = worker_for(settings, aws)
     worker.process([record(to_json(purchase())), record(to_json(purchase())), record("poison")])
     worker.process([record(to_json(purchase()))])
