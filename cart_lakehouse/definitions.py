@@ -2,15 +2,18 @@
 
 from dagster import Definitions, load_asset_checks_from_modules, load_assets_from_modules
 
-from cart_lakehouse.assets import bronze
+from cart_lakehouse.assets import bronze, quarantine
+from cart_lakehouse.jobs import hourly_lakehouse_job
 from cart_lakehouse.resources import build_resources
 from cart_lakehouse.sensors.alerts import alert_on_run_failure
+from cart_lakehouse.sensors.dlq import dlq_redrive
 
-ASSET_MODULES = [bronze]
+ASSET_MODULES = [bronze, quarantine]
 
 defs = Definitions(
     assets=load_assets_from_modules(ASSET_MODULES),
     asset_checks=load_asset_checks_from_modules(ASSET_MODULES),
-    sensors=[alert_on_run_failure],
+    jobs=[hourly_lakehouse_job],
+    sensors=[alert_on_run_failure, dlq_redrive],
     resources=build_resources(),
 )
