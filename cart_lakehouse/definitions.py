@@ -5,8 +5,10 @@ from dagster import Definitions, load_asset_checks_from_modules, load_assets_fro
 from cart_lakehouse.assets import bronze, quarantine
 from cart_lakehouse.jobs import hourly_lakehouse_job
 from cart_lakehouse.resources import build_resources
+from cart_lakehouse.schedules import hourly_schedule
 from cart_lakehouse.sensors.alerts import alert_on_run_failure
 from cart_lakehouse.sensors.dlq import dlq_redrive
+from cart_lakehouse.sensors.late_data import late_data
 
 ASSET_MODULES = [bronze, quarantine]
 
@@ -14,6 +16,7 @@ defs = Definitions(
     assets=load_assets_from_modules(ASSET_MODULES),
     asset_checks=load_asset_checks_from_modules(ASSET_MODULES),
     jobs=[hourly_lakehouse_job],
-    sensors=[alert_on_run_failure, dlq_redrive],
+    schedules=[hourly_schedule],
+    sensors=[alert_on_run_failure, dlq_redrive, late_data],
     resources=build_resources(),
 )
