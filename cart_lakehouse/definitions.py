@@ -3,9 +3,8 @@
 from dagster import Definitions, load_asset_checks_from_modules, load_assets_from_modules
 
 from cart_lakehouse.assets import bronze, quarantine
-from cart_lakehouse.jobs import hourly_lakehouse_job
+from cart_lakehouse.automation import hourly_lakehouse_job, hourly_schedule
 from cart_lakehouse.resources import build_resources
-from cart_lakehouse.schedules import hourly_schedule
 from cart_lakehouse.sensors.alerts import alert_on_run_failure
 from cart_lakehouse.sensors.dlq import dlq_redrive
 from cart_lakehouse.sensors.late_data import late_data

@@ -24,8 +24,8 @@ from dagster import (
     sensor,
 )
 
+from cart_lakehouse.automation import hourly_lakehouse_job
 from cart_lakehouse.dlq import DlqTriage, stored_ids
-from cart_lakehouse.jobs import hourly_lakehouse_job
 from cart_lakehouse.partitions import Hour, hourly_partitions
 from cart_lakehouse.resources import AwsResource, LakeResource
 from infra.metrics import CloudWatchMetrics

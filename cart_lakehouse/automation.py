@@ -1,4 +1,4 @@
-"""Automation: each hour is materialized five minutes after it closes.
+"""Automation: the hourly bronze → silver → gold job, materialized five minutes after each hour closes.
 
 A schedule plus sensors rather than automation conditions, because bronze's upstream is the
 DynamoDB table, an external asset that emits no materialization events to react to: the clock is
@@ -9,9 +9,15 @@ covered by sensors that know why it changed: ``late_data`` (new purchases for a 
 them inside each run, and ``alert_on_run_failure`` tells people.
 """
 
-from dagster import DefaultScheduleStatus, build_schedule_from_partitioned_job
+from dagster import AssetSelection, DefaultScheduleStatus, build_schedule_from_partitioned_job, define_asset_job
 
-from cart_lakehouse.jobs import hourly_lakehouse_job
+LAKEHOUSE_HOURLY = AssetSelection.groups("bronze", "silver", "gold")
+
+hourly_lakehouse_job = define_asset_job(
+    "hourly_lakehouse",
+    selection=LAKEHOUSE_HOURLY,
+    description="Bronze → silver → gold for an hour (or a range of hours, as one run), with the quality gates.",
+)
 
 hourly_schedule = build_schedule_from_partitioned_job(
     hourly_lakehouse_job,
