@@ -11,9 +11,12 @@ from cart_lakehouse.sensors.late_data import late_data
 
 ASSET_MODULES = [bronze, quarantine]
 
+ASSETS = load_assets_from_modules(ASSET_MODULES)
+CHECKS = load_asset_checks_from_modules(ASSET_MODULES)
+
 defs = Definitions(
-    assets=load_assets_from_modules(ASSET_MODULES),
-    asset_checks=load_asset_checks_from_modules(ASSET_MODULES),
+    assets=ASSETS,
+    asset_checks=CHECKS,
     jobs=[hourly_lakehouse_job],
     schedules=[hourly_schedule],
     sensors=[alert_on_run_failure, dlq_redrive, late_data],
