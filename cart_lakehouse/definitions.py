@@ -11,7 +11,9 @@ from cart_lakehouse.sensors.late_data import late_data
 
 ASSET_MODULES = [bronze, quarantine]
 
-ASSETS = load_assets_from_modules(ASSET_MODULES)
+# external assets (AssetSpec) are not picked up by load_assets_from_modules: listed here
+EXTERNAL = [bronze.purchases_table, quarantine.dlq_quarantine]
+ASSETS = [*EXTERNAL, *load_assets_from_modules(ASSET_MODULES)]
 CHECKS = load_asset_checks_from_modules(ASSET_MODULES)
 
 defs = Definitions(
