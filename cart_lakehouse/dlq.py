@@ -23,10 +23,11 @@ from pydantic import ValidationError
 
 from cart_api.models import Purchase
 from cart_lakehouse.lake import Lake
+from cart_lakehouse.layout import DLQ_QUARANTINE
 from infra.aws import AwsClients
 from infra.settings import AwsSettings
 
-QUARANTINE = "quarantine/dlq"
+QUARANTINE = DLQ_QUARANTINE
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ for an hour lands in that same hour.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -51,6 +52,12 @@ class Hour:
         return f"year={s:%Y}/month={s:%m}/day={s:%d}/hour={s:%H}"
 
     @property
+    def path_values(self) -> tuple[str, str, str, str]:
+        """The values of ``path`` (year, month, day, hour), as a catalog's partition values."""
+        s = self.start
+        return (f"{s:%Y}", f"{s:%m}", f"{s:%d}", f"{s:%H}")
+
+    @property
     def end(self) -> datetime:
         return self.start + timedelta(hours=1)
 
@@ -64,3 +71,9 @@ def hours_between(start: datetime, end: datetime) -> list[Hour]:
         hours.append(Hour(current))
         current += timedelta(hours=1)
     return hours
+
+
+def whole_days(hours: Sequence[Hour]) -> list[Hour]:
+    """Every hour of every day (UTC) that ``hours`` touch: what a daily table is rebuilt from."""
+    midnights = sorted({h.start.replace(hour=0) for h in hours})
+    return [h for midnight in midnights for h in hours_between(midnight, midnight + timedelta(days=1))]

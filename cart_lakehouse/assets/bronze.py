@@ -21,13 +21,13 @@ from dagster import (
 
 from cart_api.store import from_item, to_json
 from cart_lakehouse.lake import Lake
+from cart_lakehouse.layout import BRONZE, bronze_file
 from cart_lakehouse.partitions import Hour, hourly_partitions, hours_between
 from cart_lakehouse.resources import AwsResource, LakeResource
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
-BRONZE_PURCHASES = "bronze/purchases"
 OWNER = "team:cart-platform"
 
 purchases_table = AssetSpec(
@@ -41,11 +41,6 @@ purchases_table = AssetSpec(
     kinds={"dynamodb"},
     metadata={"contract": "contracts/purchases.odcs.yaml", "index": "by-ingest-hour (ingest_hour, received_at)"},
 )
-
-
-def bronze_file(hour: Hour) -> str:
-    """The lake-relative path of one hour's bronze file."""
-    return f"{BRONZE_PURCHASES}/{hour.path}/purchases.jsonl"
 
 
 def query_hour(dynamodb: "DynamoDBClient", table: str, index: str, hour: Hour) -> Iterator[dict[str, Any]]:
@@ -106,7 +101,7 @@ def bronze_purchases(context: AssetExecutionContext, aws: AwsResource, lake: Lak
         "dagster/row_count": rows,
         "bytes": sum(w.bytes for w in written),
         "hours": len(written),
-        "location": MetadataValue.path(the_lake.uri(BRONZE_PURCHASES)),
+        "location": MetadataValue.path(the_lake.uri(BRONZE)),
         "source": f"dynamodb://{settings.purchases_table} (index {settings.ingest_hour_index})",
     }
     if len(written) > 1:

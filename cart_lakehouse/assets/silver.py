@@ -1,0 +1,175 @@
+"""Silver: bronze purchases cleaned, typed, deduplicated and enriched with PySpark, and their quarantine.
+
+One multi-asset builds both tables from the same read of bronze (``jobs/silver.py`` does the work);
+a backfill of many hours is a single run and a single Spark job. Each run replaces exactly its
+hours' partitions under ``silver/purchases/`` and ``silver/purchases_quarantine/``.
+"""
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import pyarrow as arrow
+import pyarrow.parquet as pq
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    AssetSpec,
+    BackfillPolicy,
+    MaterializeResult,
+    MetadataValue,
+    multi_asset,
+)
+from dagster_pyspark import LazyPySparkResource
+
+from cart_lakehouse.catalog import CatalogTable
+from cart_lakehouse.jobs.silver import (
+    QUARANTINE_TABLE,
+    SILVER_TABLE,
+    HourCounts,
+    SilverResult,
+    build_silver,
+)
+from cart_lakehouse.lake import Lake
+from cart_lakehouse.layout import SILVER
+from cart_lakehouse.layout import SILVER_QUARANTINE as QUARANTINE
+from cart_lakehouse.metadata import column_schema, preview
+from cart_lakehouse.partitions import hourly_partitions, hours_between
+from cart_lakehouse.resources import CatalogResource, LakeResource
+
+OWNER = "team:cart-platform"
+BRONZE_PURCHASES = AssetKey(["bronze", "purchases"])
+REFERENCE_PRODUCTS = AssetKey(["reference", "products"])
+SILVER_PURCHASES = AssetKey(["silver", "purchases"])
+SILVER_QUARANTINE = AssetKey(["silver", "purchases_quarantine"])
+PREVIEW_ROWS = 5
+
+
+@multi_asset(
+    name="silver_purchases",
+    specs=[
+        AssetSpec(
+            key=SILVER_PURCHASES,
+            group_name="silver",
+            deps=[BRONZE_PURCHASES, REFERENCE_PRODUCTS],
+            owners=[OWNER],
+            kinds={"spark", "parquet"},
+            description=(
+                "Purchases of each ingest hour cast to the contract's types, deduplicated on purchase_id "
+                "(latest received_at wins) and enriched with the products dimension, as Parquet under "
+                "silver/purchases/year=/month=/day=/hour=/."
+            ),
+            metadata={"contract": f"contracts/lakehouse.odcs.yaml#{SILVER_TABLE}"},
+        ),
+        AssetSpec(
+            key=SILVER_QUARANTINE,
+            group_name="silver",
+            deps=[BRONZE_PURCHASES],
+            owners=[OWNER],
+            kinds={"spark", "parquet"},
+            description=(
+                "Bronze lines that break the purchases contract (unparseable, wrong type, out of range, ...), "
+                "verbatim with the reason, under silver/purchases_quarantine/year=/month=/day=/hour=/."
+            ),
+            metadata={"contract": f"contracts/lakehouse.odcs.yaml#{QUARANTINE_TABLE}"},
+        ),
+    ],
+    partitions_def=hourly_partitions,
+    backfill_policy=BackfillPolicy.single_run(),
+)
+def silver_purchases(
+    context: AssetExecutionContext, pyspark: LazyPySparkResource, lake: LakeResource, catalog: CatalogResource
+) -> Iterator[MaterializeResult[None]]:
+    window = context.partition_time_window
+    hours = hours_between(window.start, window.end)
+    the_lake = lake.lake()
+    result = build_silver(pyspark.spark_session, the_lake, hours)
+    context.log.info(
+        f"silver {hours[0].key}..{hours[-1].key}: {reconciliation(result)}; revenue {result.revenue}"
+        if hours
+        else "silver: no hours in the window"
+    )
+    glue = catalog.catalog()
+    registered = {
+        table: glue.register(
+            CatalogTable(name=table, contract_table=table, location=the_lake.uri(location)),
+            [h.hour.path_values for h in result.hours if (h.quarantined if quarantine else h.silver_rows)],
+        )
+        for table, location, quarantine in ((SILVER_TABLE, SILVER, False), (QUARANTINE_TABLE, QUARANTINE, True))
+    }
+
+    def glue_metadata(table: str) -> dict[str, Any]:
+        return {
+            "glue_table": f"{catalog.database}.{table}",
+            "glue_partitions_added": registered[table].partitions_added,
+        }
+
+    yield MaterializeResult(
+        asset_key=SILVER_PURCHASES, metadata={**silver_metadata(the_lake, result), **glue_metadata(SILVER_TABLE)}
+    )
+    yield MaterializeResult(
+        asset_key=SILVER_QUARANTINE,
+        metadata={**quarantine_metadata(the_lake, result), **glue_metadata(QUARANTINE_TABLE)},
+    )
+
+
+def reconciliation(result: SilverResult) -> str:
+    return (
+        f"bronze {result.bronze_rows} = silver {result.silver_rows} + quarantined {result.quarantined} "
+        f"+ duplicates removed {result.duplicates_removed}"
+    )
+
+
+def per_hour_table(hours: Sequence[HourCounts]) -> str:
+    rows = [
+        f"| {h.hour.key} | {h.bronze_rows} | {h.silver_rows} | {h.quarantined} | {h.duplicates_removed} | {h.revenue} |"
+        for h in hours
+    ]
+    return (
+        "| hour | bronze | silver | quarantined | duplicates removed | revenue |\n|---|---:|---:|---:|---:|---:|\n"
+        + ("\n".join(rows))
+    )
+
+
+def sample(lake: Lake, location: str, hours: Sequence[HourCounts], quarantine: bool = False) -> arrow.Table | None:
+    """A few rows of the first hour that has some, read back from the lake."""
+    for h in hours:
+        if not (h.quarantined if quarantine else h.silver_rows):
+            continue
+        files = [f for f in lake.files(f"{location}/{h.hour.path}") if f.endswith(".parquet")]
+        if files:
+            table: arrow.Table = pq.read_table(lake.path(files[0]), filesystem=lake.fs)
+            return table.slice(0, PREVIEW_ROWS)
+    return None
+
+
+def silver_metadata(lake: Lake, result: SilverResult) -> dict[str, Any]:
+    rows = sample(lake, SILVER, result.hours)
+    return {
+        "dagster/row_count": result.silver_rows,
+        "dagster/column_schema": column_schema(SILVER_TABLE),
+        "location": MetadataValue.path(result.silver_location),
+        "hours": len(result.hours),
+        "bronze_rows": result.bronze_rows,
+        "duplicates_removed": result.duplicates_removed,
+        "quarantined": result.quarantined,
+        "reconciliation": reconciliation(result),
+        "revenue": MetadataValue.float(float(result.revenue)),
+        "revenue_exact": str(result.revenue),
+        "per_hour": MetadataValue.md(per_hour_table(result.hours)),
+        "preview": preview(rows) if rows is not None else MetadataValue.md("(no rows)"),
+    }
+
+
+def quarantine_metadata(lake: Lake, result: SilverResult) -> dict[str, Any]:
+    rows = sample(lake, QUARANTINE, result.hours, quarantine=True)
+    return {
+        "dagster/row_count": result.quarantined,
+        "dagster/column_schema": column_schema(QUARANTINE_TABLE),
+        "location": MetadataValue.path(result.quarantine_location),
+        "quarantined_share": MetadataValue.float(
+            result.quarantined / result.bronze_rows if result.bronze_rows else 0.0
+        ),
+        "reasons": MetadataValue.json(dict(result.reasons.most_common())),
+        "per_hour": MetadataValue.md(per_hour_table(result.hours)),
+        "preview": preview(rows) if rows is not None else MetadataValue.md("(no rows)"),
+    }

@@ -1,0 +1,1 @@
+"""The lakehouse's data jobs as plain functions (Spark, pyarrow), with no Dagster in them."""
