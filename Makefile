@@ -4,7 +4,7 @@ SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test lint format typecheck pytest bench clean
+.PHONY: help setup run test lint format typecheck pytest bench clean dbt
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -16,7 +16,17 @@ setup: .venv/.synced ## Install uv (if missing) and the locked environment
 	@$(UV) sync --locked
 	@touch $@
 
-run: setup ## Start the whole system locally (moto server, API, worker, traffic); Ctrl-C stops it
+DBT_SOURCES := $(shell find dbt_project \( -path dbt_project/target -o -path dbt_project/logs \) -prune -o \( -name '*.sql' -o -name '*.yml' \) -print)
+DBT_MANIFEST := dbt_project/target/manifest.json
+
+dbt: $(DBT_MANIFEST) ## Prepare the dbt manifest of gold (dbt parse; Dagster reads it)
+
+$(DBT_MANIFEST): .venv/.synced $(DBT_SOURCES) contracts/lakehouse.odcs.yaml
+	@$(UV) run --locked python -m cart_lakehouse.dbt_contract --check
+	@cd dbt_project && $(UV) run --locked dbt parse --quiet --profiles-dir .
+	@echo "dbt manifest ready: $(DBT_MANIFEST)"
+
+run: setup $(DBT_MANIFEST) ## Start the whole system locally (moto server, API, worker, traffic); Ctrl-C stops it
 	@$(UV) run --locked cart-dev
 
 test: setup lint typecheck pytest ## Lint, type-check and run every test
@@ -32,11 +42,11 @@ format: setup ## Format the code with ruff
 typecheck: setup ## mypy (strict)
 	@$(UV) run --locked mypy
 
-pytest: setup ## pytest only (pass ARGS="-k name" to select)
+pytest: setup $(DBT_MANIFEST) ## pytest only (pass ARGS="-k name" to select)
 	@$(UV) run --locked pytest $(ARGS)
 
 bench: setup ## Run the benchmarks and print their tables
 	@$(UV) run --locked python -m bench.ingest $(ARGS)
 
-clean: ## Remove local state (lake, logs, caches)
-	rm -rf .local .pytest_cache .mypy_cache .ruff_cache
+clean: ## Remove local state (lake, logs, caches, dbt target)
+	rm -rf .local .pytest_cache .mypy_cache .ruff_cache dbt_project/target dbt_project/logs

@@ -2,19 +2,20 @@
 
 from dagster import Definitions, load_asset_checks_from_modules, load_assets_from_modules
 
-from cart_lakehouse.assets import bronze, quarantine
+from cart_lakehouse.assets import bronze, gold, products, quarantine, silver
 from cart_lakehouse.automation import hourly_lakehouse_job, hourly_schedule
+from cart_lakehouse.checks.gates import QUALITY_GATES
 from cart_lakehouse.resources import build_resources
 from cart_lakehouse.sensors.alerts import alert_on_run_failure
 from cart_lakehouse.sensors.dlq import dlq_redrive
 from cart_lakehouse.sensors.late_data import late_data
 
-ASSET_MODULES = [bronze, quarantine]
+ASSET_MODULES = [bronze, products, silver, gold, quarantine]
 
 # external assets (AssetSpec) are not picked up by load_assets_from_modules: listed here
 EXTERNAL = [bronze.purchases_table, quarantine.dlq_quarantine]
 ASSETS = [*EXTERNAL, *load_assets_from_modules(ASSET_MODULES)]
-CHECKS = load_asset_checks_from_modules(ASSET_MODULES)
+CHECKS = [*load_asset_checks_from_modules(ASSET_MODULES), *QUALITY_GATES]
 
 defs = Definitions(
     assets=ASSETS,

@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from dagster import ConfigurableResource
+from dagster_dbt import DbtCliResource
 from dagster_pyspark import LazyPySparkResource
 
 from cart_lakehouse.catalog import GlueCatalog
+from cart_lakehouse.gold_project import project_dir
 from cart_lakehouse.lake import Lake
 from cart_lakehouse.settings import LakeSettings, lake_settings
 from infra.aws import AwsClients
@@ -75,4 +77,5 @@ def build_resources(settings: LakeSettings | None = None) -> dict[str, Any]:
             database=settings.glue_database, aws_endpoint_url=endpoint, aws_region=settings.aws_region
         ),
         "pyspark": LazyPySparkResource(spark_config=spark_config(settings)),
+        "dbt": DbtCliResource(project_dir=str(project_dir())),
     }

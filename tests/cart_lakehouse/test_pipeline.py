@@ -1,0 +1,272 @@
+"""The lakehouse end to end, in-process: DynamoDB (moto server) → bronze → silver (PySpark) → gold
+(dbt-duckdb), with every quality gate, for real hourly partitions. Gold numbers are compared with
+an independent computation from the purchases put into DynamoDB."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+from dagster import AssetKey, AssetSelection, ExecuteInProcessResult, materialize
+from dagster_dbt import DbtCliResource
+from dagster_pyspark import LazyPySparkResource
+from pyspark.sql import SparkSession
+
+from cart_api.settings import Settings
+from cart_lakehouse.definitions import ASSETS, CHECKS
+from cart_lakehouse.gold_project import GOLD_PROJECT
+from cart_lakehouse.lake import Lake
+from cart_lakehouse.layout import PRODUCTS_FILE, bronze_file
+from cart_lakehouse.partitions import Hour
+from cart_lakehouse.resources import AwsResource, CatalogResource, LakeResource, spark_config
+from infra.aws import AwsClients
+from infra.seed import put_purchases, stored_purchases
+from tests.cart_lakehouse.conftest import SPARK_SETTINGS
+
+NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+# two hours of one day (the daily tables must add them up), far enough from midnight
+DAY_START = (NOW - timedelta(days=2)).replace(hour=0)
+HOUR, NEXT = Hour(DAY_START + timedelta(hours=10)), Hour(DAY_START + timedelta(hours=11))
+CENT = Decimal("0.01")
+
+
+@pytest.fixture
+def lake(tmp_path: Path) -> Lake:
+    return Lake.open(str(tmp_path / "lake"))
+
+
+@pytest.fixture
+def resources(settings: Settings, lake: Lake, spark: SparkSession) -> dict[str, Any]:
+    endpoint, region = settings.aws_endpoint_url, settings.aws_region
+    return {
+        "aws": AwsResource(aws_endpoint_url=endpoint, aws_region=region),
+        "lake": LakeResource(root=lake.root, aws_endpoint_url=endpoint, aws_region=region),
+        "catalog": CatalogResource(database=settings.glue_database, aws_endpoint_url=endpoint, aws_region=region),
+        "pyspark": LazyPySparkResource(spark_config=spark_config(SPARK_SETTINGS)),
+        "dbt": DbtCliResource(project_dir=str(GOLD_PROJECT.project_dir)),
+    }
+
+
+LAKEHOUSE = AssetSelection.groups("reference", "bronze", "silver", "gold")
+
+
+def run(
+    resources: dict[str, Any], *hours: Hour, selection: AssetSelection = LAKEHOUSE, raise_on_error: bool = True
+) -> ExecuteInProcessResult:
+    """Materialize the lakehouse for one hour or a window of consecutive hours (a single run)."""
+    window = {"dagster/asset_partition_range_start": hours[0].key, "dagster/asset_partition_range_end": hours[-1].key}
+    kwargs: dict[str, Any] = {"partition_key": hours[0].key} if len(hours) == 1 else {"tags": window}
+    return materialize(
+        [*ASSETS, *CHECKS], selection=selection, resources=resources, raise_on_error=raise_on_error, **kwargs
+    )
+
+
+def gold(lake: Lake, model: str) -> list[dict[str, Any]]:
+    files = [lake.path(f) for f in lake.files(f"gold/{model}") if f.endswith(".parquet")]
+    if not files:
+        return []
+    return ds.dataset(files, format="parquet").to_table().to_pylist()
+
+
+def expected(purchases: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Gold computed here, independently of Spark and dbt, from what DynamoDB holds."""
+    products = {
+        row["product_id"]: row["category"]
+        for row in ds.dataset(
+            str(Path(__file__).resolve().parents[2] / "cart_lakehouse/data/products.csv"), format="csv"
+        )
+        .to_table()
+        .to_pylist()
+    }
+    hourly: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for p in purchases:
+        hourly[p["ingest_hour"]].append(p)
+    sales_hourly = {}
+    for hour, rows in hourly.items():
+        amounts = [Decimal(str(r["total_amount"])) for r in rows]
+        sales_hourly[hour] = {
+            "purchases": len(rows),
+            "revenue": sum(amounts, Decimal(0)).quantize(CENT),
+            "unique_buyers": len({r["buyer_id"] for r in rows}),
+            "installment_share": sum(r["number_of_installments"] > 1 for r in rows) / len(rows),
+            "average_installments": sum(r["number_of_installments"] for r in rows) / len(rows),
+        }
+    categories: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    buyers: dict[tuple[str, str], list[Decimal]] = defaultdict(list)
+    for p in purchases:
+        day = p["ingest_hour"][:10]
+        categories[(day, products.get(p["product_id"], "unknown"))] += Decimal(str(p["total_amount"]))
+        buyers[(day, p["buyer_id"])].append(Decimal(str(p["total_amount"])))
+    return {"sales_hourly": sales_hourly, "categories": dict(categories), "buyers": dict(buyers)}
+
+
+def assert_gold_matches(lake: Lake, purchases: Sequence[dict[str, Any]]) -> None:
+    want = expected(purchases)
+    hourly = {r["hour"].strftime("%Y-%m-%dT%H"): r for r in gold(lake, "sales_hourly")}
+    assert set(hourly) == set(want["sales_hourly"])
+    for hour, w in want["sales_hourly"].items():
+        got = hourly[hour]
+        assert (got["purchases"], got["revenue"], got["unique_buyers"]) == (
+            w["purchases"],
+            w["revenue"],
+            w["unique_buyers"],
+        )
+        assert got["installment_share"] == pytest.approx(w["installment_share"])
+        assert got["average_installments"] == pytest.approx(w["average_installments"])
+        assert got["average_ticket"] == pytest.approx(float(w["revenue"]) / w["purchases"])
+    by_category = {(r["day"].isoformat(), r["category"]): r["revenue"] for r in gold(lake, "sales_by_category_daily")}
+    assert by_category == {k: v.quantize(CENT) for k, v in want["categories"].items()}
+    by_buyer = {(r["day"].isoformat(), r["buyer_id"]): (r["purchases"], r["spend"]) for r in gold(lake, "buyer_daily")}
+    assert by_buyer == {k: (len(v), sum(v, Decimal(0)).quantize(CENT)) for k, v in want["buyers"].items()}
+
+
+def checks(result: ExecuteInProcessResult) -> dict[str, bool]:
+    return {f"{e.asset_key.to_user_string()}:{e.check_name}": e.passed for e in result.get_asset_check_evaluations()}
+
+
+def test_an_hour_flows_from_dynamodb_to_gold_and_matches_an_independent_computation(
+    settings: Settings, aws: AwsClients, lake: Lake, resources: dict[str, Any]
+) -> None:
+    purchases = stored_purchases(HOUR.start, 120, seed=41)
+    put_purchases(aws, settings.purchases_table, purchases + stored_purchases(NEXT.start, 30, seed=42))
+
+    result = run(resources, HOUR)
+
+    assert result.success
+    evaluations = checks(result)
+    assert all(evaluations.values()), evaluations
+    assert {
+        "silver/purchases:contract",
+        "silver/purchases:reconciles_with_bronze",
+        "gold/sales_hourly:contract",
+    } <= set(evaluations)
+    assert "gold/buyer_daily:buyer_daily__primary_key__unique" in evaluations  # a dbt test, as an asset check
+    assert_gold_matches(lake, purchases)  # only HOUR: NEXT was not materialized
+    materialized = {e.asset_key for e in result.get_asset_materialization_events()}
+    assert {AssetKey(["gold", m]) for m in ("sales_hourly", "sales_by_category_daily", "buyer_daily")} <= materialized
+
+
+def test_glue_has_every_table_and_partition(
+    settings: Settings, aws: AwsClients, lake: Lake, resources: dict[str, Any]
+) -> None:
+    put_purchases(aws, settings.purchases_table, stored_purchases(HOUR.start, 20, seed=43))
+    assert run(resources, HOUR).success
+
+    tables = {t["Name"]: t for t in aws.glue.get_tables(DatabaseName=settings.glue_database)["TableList"]}
+    assert {"silver_purchases", "gold_sales_hourly", "gold_sales_by_category_daily", "gold_buyer_daily"} <= set(tables)
+    columns = [c["Name"] for c in tables["gold_sales_hourly"]["StorageDescriptor"]["Columns"]]
+    assert columns[:3] == ["hour", "purchases", "revenue"]
+    partitions = aws.glue.get_partitions(DatabaseName=settings.glue_database, TableName="silver_purchases")
+    assert [p["Values"] for p in partitions["Partitions"]] == [list(HOUR.path_values)]
+    for table in ("gold_sales_hourly", "gold_buyer_daily"):
+        daily = aws.glue.get_partitions(DatabaseName=settings.glue_database, TableName=table)
+        assert [p["Values"] for p in daily["Partitions"]] == [[HOUR.start.date().isoformat()]]
+        assert daily["Partitions"][0]["StorageDescriptor"]["Location"].endswith(f"day={HOUR.start.date()}/")
+
+
+def test_reruns_late_data_and_a_backfill_converge_to_what_dynamodb_holds(
+    settings: Settings, aws: AwsClients, lake: Lake, resources: dict[str, Any]
+) -> None:
+    first = stored_purchases(HOUR.start, 60, seed=44)
+    put_purchases(aws, settings.purchases_table, first)
+    assert run(resources, HOUR).success
+    before = gold(lake, "sales_hourly")
+
+    assert run(resources, HOUR).success  # a rerun changes nothing
+    assert gold(lake, "sales_hourly") == before
+
+    late = stored_purchases(HOUR.start, 15, seed=45)  # stored after the hour was materialized
+    second = stored_purchases(NEXT.start, 25, seed=46)
+    put_purchases(aws, settings.purchases_table, late + second)
+    backfill = run(resources, HOUR, NEXT)  # both hours in one run (single-run backfill policy)
+
+    assert backfill.success
+    assert_gold_matches(lake, first + late + second)
+    (day,) = {r["day"] for r in gold(lake, "buyer_daily")}
+    assert day == HOUR.start.date()
+
+
+def test_an_empty_hour_materializes_with_no_rows(lake: Lake, resources: dict[str, Any]) -> None:
+    result = run(resources, HOUR)
+
+    assert result.success
+    assert lake.read_bytes(bronze_file(HOUR)) == b""
+    assert gold(lake, "sales_hourly") == []
+    assert all(checks(result).values())
+
+
+def test_a_bad_row_is_quarantined_and_gold_counts_only_clean_rows(
+    settings: Settings, aws: AwsClients, lake: Lake, resources: dict[str, Any]
+) -> None:
+    purchases = stored_purchases(HOUR.start, 30, seed=47)
+    put_purchases(aws, settings.purchases_table, purchases)
+    assert run(resources, HOUR, selection=AssetSelection.groups("reference", "bronze")).success
+    bad = {**purchases[0], "total_amount": -5}  # a row that slipped past the API, e.g. written by hand
+    lines = lake.read_bytes(bronze_file(HOUR)).decode().splitlines()
+    lake.write_bytes(bronze_file(HOUR), "\n".join([*lines, json.dumps(bad)]).encode() + b"\n")
+
+    result = run(resources, HOUR, selection=AssetSelection.groups("silver", "gold"))
+
+    assert result.success
+    quarantine = lake.files("silver/purchases_quarantine")
+    rows = ds.dataset([lake.path(f) for f in quarantine if f.endswith(".parquet")]).to_table().to_pylist()
+    assert [r["reason"] for r in rows] == ["total_amount: must be > 0"]
+    assert_gold_matches(lake, purchases)
+    assert checks(result)["silver/purchases:reconciles_with_bronze"]
+
+
+def test_a_failing_gate_blocks_gold_and_keeps_the_published_gold(
+    settings: Settings, aws: AwsClients, lake: Lake, resources: dict[str, Any]
+) -> None:
+    """A bad reference-data change (a category the contract does not allow) breaks silver's gate."""
+    put_purchases(aws, settings.purchases_table, stored_purchases(HOUR.start, 40, seed=48))
+    assert run(resources, HOUR).success
+    published = gold(lake, "sales_by_category_daily")
+    products = pq.read_table(lake.path(PRODUCTS_FILE))
+    renamed = pc.if_else(pc.equal(products.column("category"), "home"), "garden", products.column("category"))
+    pq.write_table(products.set_column(2, "category", renamed), lake.path(PRODUCTS_FILE))
+
+    result = run(resources, HOUR, selection=AssetSelection.groups("silver", "gold"), raise_on_error=False)
+
+    assert not result.success
+    failed = [e for e in result.get_asset_check_evaluations() if not e.passed]
+    assert [f"{e.asset_key.to_user_string()}:{e.check_name}" for e in failed] == ["silver/purchases:contract"]
+    assert "garden" in str(failed[0].metadata["sample"].value)
+    materialized = {e.asset_key for e in result.get_asset_materialization_events()}
+    assert not any(key.path[0] == "gold" for key in materialized)
+    assert gold(lake, "sales_by_category_daily") == published
+
+
+def test_a_failing_dbt_test_holds_back_only_its_model(
+    settings: Settings, aws: AwsClients, lake: Lake, resources: dict[str, Any]
+) -> None:
+    """Write-audit-publish: gold built from silver that (by hand) holds a category the contract does
+    not allow fails dbt's accepted_values test; that model keeps its published files, the others publish."""
+    first = stored_purchases(HOUR.start, 30, seed=49)
+    put_purchases(aws, settings.purchases_table, first)
+    assert run(resources, HOUR).success
+    published = gold(lake, "sales_by_category_daily")
+    (silver,) = [f for f in lake.files(f"silver/purchases/{HOUR.path}") if f.endswith(".parquet")]
+    table = pq.read_table(lake.path(silver))
+    table = table.set_column(
+        table.schema.get_field_index("category"), table.schema.field("category"), pc.utf8_upper(table["category"])
+    )
+    pq.write_table(table, lake.path(silver))
+
+    result = run(resources, HOUR, selection=AssetSelection.groups("gold"), raise_on_error=False)
+
+    assert not result.success
+    failed = sorted(e.check_name for e in result.get_asset_check_evaluations() if not e.passed)
+    assert failed == ["sales_by_category_daily__category__allowed_values"]
+    assert gold(lake, "sales_by_category_daily") == published
+    materialized = {e.asset_key for e in result.get_asset_materialization_events()}
+    assert materialized == {AssetKey(["gold", "sales_hourly"]), AssetKey(["gold", "buyer_daily"])}
