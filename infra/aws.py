@@ -28,16 +28,18 @@ class AwsClients:
     boto3 is given dummy ones: moto accepts any, and nothing real can be reached with them.
     """
 
-    def __init__(self, settings: AwsSettings, *, max_pool_connections: int = 32) -> None:
+    def __init__(
+        self, settings: AwsSettings, *, max_pool_connections: int = 32, attempts: int = 4, read_timeout: int = 30
+    ) -> None:
         self.settings = settings
         self._lock = threading.Lock()
         self._account: str | None = None
         self._config = Config(
             region_name=settings.aws_region,
             max_pool_connections=max_pool_connections,
-            retries={"max_attempts": 3, "mode": "standard"},
+            retries={"total_max_attempts": attempts, "mode": "standard"},  # 1: no retries
             connect_timeout=3,
-            read_timeout=30,  # above the 20 s SQS long poll
+            read_timeout=read_timeout,  # 30 s default: above the 20 s SQS long poll
         )
 
     @cached_property

@@ -1,0 +1,1 @@
+"""Benchmarks: each prints a table comparing variants side by side in one run."""
