@@ -4,10 +4,10 @@ SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test lint format typecheck pytest bench clean dbt
+.PHONY: help setup run test lint format typecheck pytest bench bench-ingest bench-lakehouse clean dbt
 
 help: ## Show the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 setup: .venv/.synced ## Install uv (if missing) and the locked environment
 
@@ -45,8 +45,13 @@ typecheck: setup ## mypy (strict)
 pytest: setup $(DBT_MANIFEST) ## pytest only (pass ARGS="-k name" to select)
 	@$(UV) run --locked pytest $(ARGS)
 
-bench: setup ## Run the benchmarks and print their tables
+bench: bench-ingest bench-lakehouse ## Run both benchmarks and print their tables (ARGS="--write docs/benchmarks.md")
+
+bench-ingest: setup ## Ingest benchmark: API vs moto, batched vs single publish, worker batching
 	@$(UV) run --locked python -m bench.ingest $(ARGS)
+
+bench-lakehouse: setup $(DBT_MANIFEST) ## Lakehouse benchmark: one hour of 100k bronze→gold, single-run vs per-hour backfill
+	@$(UV) run --locked python -m bench.lakehouse $(ARGS)
 
 clean: ## Remove local state (lake, logs, caches, dbt target)
 	rm -rf .local .pytest_cache .mypy_cache .ruff_cache dbt_project/target dbt_project/logs
