@@ -4,7 +4,7 @@ SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test lint format typecheck pytest bench bench-ingest bench-lakehouse clean dbt
+.PHONY: help setup run test lint format typecheck pytest demo bench bench-ingest bench-lakehouse clean dbt
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -44,6 +44,9 @@ typecheck: setup ## mypy (strict)
 
 pytest: setup $(DBT_MANIFEST) ## pytest only (pass ARGS="-k name" to select)
 	@$(UV) run --locked pytest $(ARGS)
+
+demo: setup $(DBT_MANIFEST) ## Headless end-to-end demo with faults; prints gold KPIs and the zero-loss ledger
+	@$(UV) run --locked cart-demo $(ARGS)
 
 bench: bench-ingest bench-lakehouse ## Run both benchmarks and print their tables (ARGS="--write docs/benchmarks.md")
 

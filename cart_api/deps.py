@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hmac
 import math
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, Security
@@ -83,6 +85,15 @@ def rate_limited_client(
     return client
 
 
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def get_clock() -> Callable[[], datetime]:
+    """The clock that stamps ``received_at`` (and so the ingest hour); tests and the demo override it."""
+    return utc_now
+
+
 def require_json(request: Request) -> None:
     content_type = request.headers.get("content-type", "")
     media_type = content_type.split(";", 1)[0].strip().lower()
@@ -100,3 +111,4 @@ PublisherDep = Annotated[Publisher, Depends(get_publisher)]
 IdempotencyDep = Annotated[IdempotencyStore, Depends(get_idempotency_store)]
 LookupDep = Annotated[PurchaseLookup, Depends(get_purchase_lookup)]
 ReadinessDep = Annotated[ReadinessProbe, Depends(get_readiness_probe)]
+ClockDep = Annotated[Callable[[], datetime], Depends(get_clock)]

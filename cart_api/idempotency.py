@@ -30,6 +30,10 @@ class IdempotencyInProgress(Exception):
     """A request with the same key is being processed right now (409)."""
 
 
+class IdempotencyUnavailable(Exception):
+    """The idempotency table did not answer: nothing was claimed, published or accepted (503)."""
+
+
 @dataclass(frozen=True)
 class Claim:
     purchase_id: str

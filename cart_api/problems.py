@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from cart_api.idempotency import IdempotencyConflict, IdempotencyInProgress
+from cart_api.idempotency import IdempotencyConflict, IdempotencyInProgress, IdempotencyUnavailable
 from cart_api.models import FieldError, Problem
 from cart_api.publisher import PublishError
 
@@ -129,6 +129,18 @@ async def _idempotency_busy(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _idempotency_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    log.error("the idempotency table did not answer: %s", exc)
+    return problem_response(
+        503,
+        "The Idempotency-Key could not be recorded, so the purchase was not accepted; retry later with the same key.",
+        title="Purchases temporarily unavailable",
+        problem_type="/problems/idempotency-unavailable",
+        instance=request.url.path,
+        headers={"Retry-After": "1"},
+    )
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return problem_response(500, "An unexpected error occurred; it has been logged.", instance=request.url.path)
@@ -140,4 +152,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(PublishError, _publish_failed)
     app.add_exception_handler(IdempotencyConflict, _idempotency_conflict)
     app.add_exception_handler(IdempotencyInProgress, _idempotency_busy)
+    app.add_exception_handler(IdempotencyUnavailable, _idempotency_unavailable)
     app.add_exception_handler(Exception, _unexpected)

@@ -7,8 +7,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from pyspark.sql import SparkSession
 
 from cart_api.settings import Settings
+from cart_lakehouse.resources import spark_config
+from cart_lakehouse.settings import LakeSettings
 from infra.aws import AwsClients
 from infra.local_aws import MotoServer
 from infra.provision import provision
@@ -71,3 +74,22 @@ def receive_all(aws: AwsClients, queue: str) -> list[dict[str, Any]]:
         if not got:
             return out
         out.extend(dict(m) for m in got)
+
+
+SPARK_SETTINGS = LakeSettings(spark_master="local[2]", spark_shuffle_partitions=2)
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[SparkSession]:
+    """One local Spark session, configured as the ``pyspark`` resource configures production's.
+
+    Dagster's ``LazyPySparkResource`` built with ``spark_config(SPARK_SETTINGS)`` gets this same
+    session back (``getOrCreate``), so materializing in tests does not start a second one.
+    """
+    builder = SparkSession.builder
+    for key, value in spark_config(SPARK_SETTINGS).items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()

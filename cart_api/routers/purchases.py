@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
+from botocore.exceptions import BotoCoreError, ClientError
 from fastapi import APIRouter, Depends, Header, HTTPException, Path, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
-from cart_api.deps import Client, IdempotencyDep, LimitedClient, LookupDep, PublisherDep, require_json
-from cart_api.idempotency import fingerprint
+from cart_api.deps import Client, ClockDep, IdempotencyDep, LimitedClient, LookupDep, PublisherDep, require_json
+from cart_api.idempotency import IdempotencyUnavailable, fingerprint
 from cart_api.models import PURCHASES, Problem, Purchase, PurchaseAccepted, PurchaseRequest, StoredPurchase
 from cart_api.publisher import OutgoingMessage, PublishError
 from cart_api.store import format_timestamp, ingest_hour, plain, to_json
@@ -63,7 +64,7 @@ def build_message(purchase: PurchaseRequest, purchase_id: str, received_at: str)
         415: _problem("Body is not application/json"),
         422: _problem("The purchase breaks the contract (each field and reason are listed)"),
         429: _problem("Too many requests from this API key: retry after Retry-After seconds"),
-        503: _problem("SNS did not confirm the purchase: nothing was accepted, retry"),
+        503: _problem("SNS (or the idempotency table) did not answer: nothing was accepted, retry"),
     },
 )
 async def create_purchase(
@@ -73,6 +74,7 @@ async def create_purchase(
     client: LimitedClient,
     publisher: PublisherDep,
     idempotency: IdempotencyDep,
+    clock: ClockDep,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -84,12 +86,15 @@ async def create_purchase(
     ] = None,
 ) -> PurchaseAccepted:
     purchase_id = str(uuid.uuid4())
-    received_at = format_timestamp(datetime.now(UTC))
+    received_at = format_timestamp(clock())
     scoped_key = f"{client}:{idempotency_key}" if idempotency_key else None
     if scoped_key:
-        claim = await run_in_threadpool(
-            idempotency.claim, scoped_key, fingerprint(plain(purchase.model_dump())), purchase_id, received_at
-        )
+        try:
+            claim = await run_in_threadpool(
+                idempotency.claim, scoped_key, fingerprint(plain(purchase.model_dump())), purchase_id, received_at
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise IdempotencyUnavailable(str(exc)) from exc
         purchase_id, received_at = claim.purchase_id, claim.received_at
         if claim.replay:
             response.headers["Idempotent-Replayed"] = "true"
@@ -98,7 +103,10 @@ async def create_purchase(
         await publisher.publish(build_message(purchase, purchase_id, received_at))
     except PublishError:
         if scoped_key:
-            await run_in_threadpool(idempotency.release, scoped_key, purchase_id)
+            try:
+                await run_in_threadpool(idempotency.release, scoped_key, purchase_id)
+            except (BotoCoreError, ClientError):  # the claim expires; a retry then takes it over
+                log.exception("could not release Idempotency-Key of purchase %s", purchase_id)
         raise
     if scoped_key:
         try:

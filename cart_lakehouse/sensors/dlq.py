@@ -3,7 +3,8 @@ redriven purchases once the worker has stored them.
 
 Each tick: transient failures are redriven to the purchases queue, contract breakers are
 quarantined in the lake (reported on the ``quarantine/dlq_purchases`` asset), the DLQ depth is
-observed on the DynamoDB asset and put in CloudWatch. The cursor remembers which redriven
+observed on the DynamoDB asset and put in CloudWatch, and a batch found in the DLQ is alerted on
+the alerts topic with what was done about it. The cursor remembers which redriven
 purchases are not stored yet; when all of an hour's are, one run of that hour is requested with
 the run key ``dlq:<hour>:<batch>``: deterministic per hour and DLQ batch, so a later batch for the
 same hour is a new run and not deduplicated away.
@@ -24,8 +25,9 @@ from dagster import (
     sensor,
 )
 
+from cart_lakehouse.alerts import Alert, publish_alert
 from cart_lakehouse.automation import hourly_lakehouse_job
-from cart_lakehouse.dlq import DlqTriage, stored_ids
+from cart_lakehouse.dlq import DlqTriage, TriageResult, stored_ids
 from cart_lakehouse.partitions import Hour, hourly_partitions
 from cart_lakehouse.resources import AwsResource, LakeResource
 from infra.metrics import CloudWatchMetrics
@@ -52,6 +54,24 @@ class DlqCursor:
 
     def dump(self) -> str:
         return json.dumps({"pending": [asdict(p) for p in self.pending], "last_depth": self.last_depth})
+
+
+def dlq_alert(triage: TriageResult) -> Alert:
+    """What reached the DLQ and what the sensor did about it. On AWS the CloudWatch alarm on the
+    DLQ's depth notifies the same topic; this alert adds the triage (moto evaluates no alarms)."""
+    return Alert(
+        kind="dlq_depth",
+        title=f"{triage.received} purchase messages in the dead-letter queue",
+        reason=f"{triage.redriven_count} redriven to the purchases queue, {len(triage.quarantined)} quarantined",
+        assets=("dynamodb/purchases", "quarantine/dlq_purchases"),
+        details={
+            "dlq_batch": triage.batch_id,
+            "depth_after": triage.depth_after,
+            "redriven_by_hour": {hour: len(ids) for hour, ids in triage.redriven.items()},
+            "quarantine_reasons": dict(triage.reasons()),
+            "quarantine_file": triage.quarantine_file,
+        },
+    )
 
 
 @sensor(
@@ -120,6 +140,7 @@ def dlq_redrive(context: SensorEvaluationContext, aws: AwsResource, lake: LakeRe
             f"DLQ empty; {waiting} redriven purchases not stored yet" if waiting else "DLQ empty, nothing pending"
         )
     if triage.received:
+        publish_alert(clients.sns, clients.topic_arn(settings.alerts_topic), dlq_alert(triage))
         context.log.info(
             f"DLQ batch {triage.batch_id}: {triage.redriven_count} redriven, {len(triage.quarantined)} quarantined"
         )

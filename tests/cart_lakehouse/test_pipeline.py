@@ -30,7 +30,7 @@ from cart_lakehouse.partitions import Hour
 from cart_lakehouse.resources import AwsResource, CatalogResource, LakeResource, spark_config
 from infra.aws import AwsClients
 from infra.seed import put_purchases, stored_purchases
-from tests.cart_lakehouse.conftest import SPARK_SETTINGS
+from tests.conftest import SPARK_SETTINGS
 
 NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 # two hours of one day (the daily tables must add them up), far enough from midnight

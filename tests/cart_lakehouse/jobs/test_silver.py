@@ -38,7 +38,7 @@ from cart_lakehouse.layout import SILVER_QUARANTINE as QUARANTINE
 from cart_lakehouse.partitions import Hour
 from cart_lakehouse.resources import CatalogResource, LakeResource, spark_config
 from infra.seed import stored_purchases
-from tests.cart_lakehouse.conftest import SPARK_SETTINGS
+from tests.conftest import SPARK_SETTINGS
 
 HOUR = Hour(datetime(2026, 11, 25, 3, tzinfo=UTC))
 NEXT = Hour(HOUR.end)

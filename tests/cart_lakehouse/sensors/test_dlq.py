@@ -19,6 +19,7 @@ from cart_lakehouse.resources import AwsResource, LakeResource
 from cart_lakehouse.sensors.dlq import DlqCursor, dlq_redrive
 from infra.aws import AwsClients
 from infra.seed import stored_purchases
+from tests.cart_lakehouse.sensors.test_alerts import alerts, subscribe_alerts
 from tests.conftest import queue_depth, receive_all
 
 HOUR = Hour(datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=2))
@@ -56,8 +57,14 @@ def test_redrives_quarantines_and_reruns_the_hour_once_stored(
     dead_letter(aws, settings, to_json(also_throttled))  # moved by SQS's own redrive: no attributes
     dead_letter(aws, settings, "not json at all", "invalid")
     dead_letter(aws, settings, to_json({**throttled, "purchase_id": "x", "total_amount": -3}))
+    inbox = subscribe_alerts(aws, settings)
 
     first = tick(settings, tmp_path)
+    (alert,) = alerts(aws, inbox)
+    assert alert["kind"] == "dlq_depth"
+    assert alert["title"] == "4 purchase messages in the dead-letter queue"
+    assert alert["reason"] == "2 redriven to the purchases queue, 2 quarantined"
+    assert alert["details"]["redriven_by_hour"] == {HOUR.ingest_hour: 2}
     assert isinstance(first, SensorResult)
     assert first.run_requests == []  # redriven, not stored yet
     assert queue_depth(aws, settings.purchases_dlq) == 0
