@@ -95,3 +95,11 @@ class AwsClients:
 
     def queue_url(self, name: str) -> str:
         return self.sqs.get_queue_url(QueueName=name)["QueueUrl"]
+
+    def queue_depth(self, name: str) -> int:
+        """Messages in a queue, visible or in flight (SQS's approximate counts)."""
+        attrs = self.sqs.get_queue_attributes(
+            QueueUrl=self.queue_url(name),
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])

@@ -63,18 +63,10 @@ def hour_clock(hour: Hour, seed: int) -> Callable[[], datetime]:
     return lambda: hour.start + timedelta(microseconds=rng.randrange(3_600_000_000))
 
 
-def queue_depth(clients: AwsClients, queue: str) -> int:
-    attrs = clients.sqs.get_queue_attributes(
-        QueueUrl=clients.queue_url(queue),
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )["Attributes"]
-    return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
-
-
 def settle(runner: QueueRunner, clients: AwsClients, timeout: float = 120.0) -> None:
     """Run the worker until the purchases queue is empty (retried messages included)."""
     deadline = time.monotonic() + timeout
-    while queue_depth(clients, runner.settings.purchases_queue):
+    while clients.queue_depth(runner.settings.purchases_queue):
         if time.monotonic() > deadline:
             raise TimeoutError(f"the purchases queue did not drain within {timeout:.0f} s")
         runner.poll_once()
@@ -113,7 +105,7 @@ def run_sensor_until_done(
         cursor = result.cursor
         settle(runner, clients)
         pending = json.loads(cursor or "{}").get("pending", [])
-        if not pending and queue_depth(clients, settings.purchases_dlq) == 0:
+        if not pending and clients.queue_depth(settings.purchases_dlq) == 0:
             return requests
     raise TimeoutError(f"the DLQ sensor still had work after {ticks} ticks")
 
@@ -190,7 +182,7 @@ def run_demo(purchases: int, invalid_share: float, poison: int, lake_root: str, 
         for report in result.reports:
             print(f"    {report.summary()}", flush=True)
             result.accepted += report.accepted_ids
-        print(f"    DLQ depth: {queue_depth(clients, settings.purchases_dlq)}", flush=True)
+        print(f"    DLQ depth: {clients.queue_depth(settings.purchases_dlq)}", flush=True)
 
         resources = local_resources(settings, lake_root)
         step(f"Schedule: materializing {hour.key} (reference, bronze → silver → gold, every quality gate)")

@@ -52,11 +52,7 @@ def aws(settings: Settings) -> AwsClients:
 
 
 def queue_depth(aws: AwsClients, queue: str) -> int:
-    attrs = aws.sqs.get_queue_attributes(
-        QueueUrl=aws.queue_url(queue),
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )["Attributes"]
-    return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
+    return aws.queue_depth(queue)
 
 
 def receive_all(aws: AwsClients, queue: str) -> list[dict[str, Any]]:

@@ -34,7 +34,7 @@ from cart_lakehouse.ledger import Entry, balanced, ledger, quarantined_dlq_recor
 from cart_lakehouse.local import local_resources, materialize_hours
 from cart_lakehouse.partitions import Hour
 from infra.aws import AwsClients
-from infra.demo import hour_clock, poison_messages, queue_depth, run_sensor_until_done, settle
+from infra.demo import hour_clock, poison_messages, run_sensor_until_done, settle
 from infra.local_api import ApiServer
 from infra.local_aws import MotoServer
 from infra.provision import provision
@@ -140,7 +140,7 @@ def test_a_worker_killed_in_the_middle_of_a_batch_loses_and_duplicates_nothing(s
     # the killed batch reappears after the visibility timeout and is written again, idempotently
     system.finish()
     assert system.stored() == 20
-    assert queue_depth(system.clients, system.settings.purchases_dlq) == 0
+    assert system.clients.queue_depth(system.settings.purchases_dlq) == 0
 
 
 @pytest.mark.parametrize("fault", ["throttle", "unavailable"])
@@ -149,7 +149,7 @@ def test_dynamodb_throttling_or_outage_goes_to_the_dlq_and_is_redriven(system: S
     system.post_many(15)
     settle(system.worker(), system.clients)  # retried with backoff, then dead-lettered on the last receive
     assert system.stored() == 0
-    assert queue_depth(system.clients, system.settings.purchases_dlq) == 15
+    assert system.clients.queue_depth(system.settings.purchases_dlq) == 15
     assert system.proxy.stats.total_injected(fault) >= 15 // 10 * 2 * 5  # every attempt of every receive
     system.proxy.clear()
 
@@ -197,7 +197,7 @@ def test_sns_failing_at_the_api_accepts_nothing_and_a_retry_succeeds(system: Sys
         failed = system.post(client, 1, key="k-1")
         assert failed.status_code == 503
         assert json.loads(failed.text)["status"] == 503
-        assert queue_depth(system.clients, system.settings.purchases_queue) == 0
+        assert system.clients.queue_depth(system.settings.purchases_queue) == 0
         system.proxy.clear()
         assert system.post(client, 1, key="k-1").status_code == 202
     system.finish()
