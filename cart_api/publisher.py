@@ -75,6 +75,7 @@ class SnsPublisher:
         *,
         batch_size: int = SNS_MAX_BATCH_ENTRIES,
         max_in_flight: int = 8,
+        max_partial_in_flight: int = 1,
     ) -> None:
         if not 1 <= batch_size <= SNS_MAX_BATCH_ENTRIES:
             raise ValueError(f"batch_size must be 1..{SNS_MAX_BATCH_ENTRIES}, not {batch_size}")
@@ -82,6 +83,7 @@ class SnsPublisher:
         self._topic = topic_arn
         self.batch_size = batch_size
         self.max_in_flight = max_in_flight
+        self.max_partial_in_flight = max_partial_in_flight
         self._executor = ThreadPoolExecutor(max_in_flight, thread_name_prefix="sns-publish")
         self._pending: deque[_Pending] = deque()
         self._in_flight = 0
@@ -101,7 +103,13 @@ class SnsPublisher:
         await future
 
     def _dispatch(self) -> None:
+        """Send what is pending: full batches at once (up to ``max_in_flight`` calls), a partial
+        batch only while fewer than ``max_partial_in_flight`` calls are out. Under load, requests
+        gather while a call is in flight (at most one round trip), so each call carries up to ten
+        purchases; when quiet, a lone request is sent at once."""
         while self._pending and self._in_flight < self.max_in_flight:
+            if len(self._pending) < self.batch_size and self._in_flight >= self.max_partial_in_flight:
+                return  # the next completed call dispatches again
             batch = [self._pending.popleft()]
             size = batch[0].message.size
             while self._pending and len(batch) < self.batch_size:

@@ -1,6 +1,6 @@
 """The lakehouse's Dagster definitions: assembled here, defined in ``assets/``, ``checks/``, ``resources/``."""
 
-from dagster import Definitions, load_asset_checks_from_modules, load_assets_from_modules
+from dagster import Definitions, in_process_executor, load_asset_checks_from_modules, load_assets_from_modules
 
 from cart_lakehouse.assets import bronze, gold, products, quarantine, silver
 from cart_lakehouse.automation import hourly_lakehouse_job, hourly_schedule
@@ -17,6 +17,9 @@ EXTERNAL = [bronze.purchases_table, quarantine.dlq_quarantine]
 ASSETS = [*EXTERNAL, *load_assets_from_modules(ASSET_MODULES)]
 CHECKS = [*load_asset_checks_from_modules(ASSET_MODULES), *QUALITY_GATES]
 
+# Every run executes its steps in the run's own process: the default multiprocess executor loads
+# the code (and starts Spark) again for each of the dozen steps of an hourly run, ~25 s each on
+# two cores; one process shares one Spark session and one code load.
 defs = Definitions(
     assets=ASSETS,
     asset_checks=CHECKS,
@@ -24,4 +27,5 @@ defs = Definitions(
     schedules=[hourly_schedule],
     sensors=[alert_on_run_failure, dlq_redrive, late_data],
     resources=build_resources(),
+    executor=in_process_executor,
 )

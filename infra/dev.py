@@ -1,8 +1,10 @@
 """``make run``: the whole system on this machine, on its embedded defaults (``cart-dev``).
 
 Starts the local AWS (a moto server), provisions every resource, starts the API and the worker
-as child processes in their own process groups, seeds traffic so data is seen flowing, prints
-where everything is, and stops it all on Ctrl-C (or SIGTERM).
+as child processes in their own process groups, seeds traffic so data is seen flowing, starts
+``dagster dev`` and bootstraps the lakehouse (a few closed hours of purchases written to DynamoDB
+and materialized through Dagster's GraphQL API, so the asset graph is not empty), prints where
+everything is, and stops it all on Ctrl-C (or SIGTERM).
 """
 
 from __future__ import annotations
@@ -15,10 +17,14 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
+from typing import Any
 from urllib.parse import urlparse
 
 from infra.aws import AwsClients
@@ -115,6 +121,248 @@ def code_location_loaded(dagster_url: str) -> bool:
     return bool(entries) and all(e.get("loadStatus") == "LOADED" and e.get("locationOrLoadError") for e in entries)
 
 
+# ---- lakehouse bootstrap: past hours in DynamoDB, materialized through Dagster's GraphQL API ----
+
+PARTITION_FORMAT = "%Y-%m-%d-%H:%M"  # cart_lakehouse.partitions.PARTITION_FORMAT (that module imports dagster)
+LAKEHOUSE_JOB = "hourly_lakehouse"  # cart_lakehouse.automation: bronze → silver → gold
+IMPLICIT_ASSET_JOB = "__ASSET_JOB"  # Dagster's job of every asset: what the UI's "Materialize" launches
+PRODUCTS = ["reference", "products"]  # unpartitioned; silver reads it, so it is materialized first
+RUN_TAGS = {"cart/trigger": "cart-dev"}
+RUN_POLL_SECONDS = 2.0
+
+
+class DagsterApiError(RuntimeError):
+    """Dagster's GraphQL API refused a request, or a run it launched failed; the message says why."""
+
+
+def history_hours(now: datetime, count: int, partitions_start: str) -> tuple[list[datetime], str | None]:
+    """The ``count`` closed hours before ``now``'s hour (UTC), oldest first, but none before the first
+    hourly partition (``CART_PARTITIONS_START``), with a note saying so when that leaves fewer."""
+    current = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    first = datetime.strptime(partitions_start, PARTITION_FORMAT).replace(tzinfo=UTC)
+    if first.minute:
+        return [], f"no history: CART_PARTITIONS_START={partitions_start} is not on the hour"
+    wanted = [current - timedelta(hours=back) for back in range(count, 0, -1)]
+    hours = [hour for hour in wanted if hour >= first]
+    if len(hours) == len(wanted):
+        return hours, None
+    return hours, (
+        f"{len(hours)} of the {count} hours asked for: the hourly partitions start at {partitions_start} "
+        "(CART_PARTITIONS_START)"
+    )
+
+
+def history_seed(seed: int, hour: datetime) -> int:
+    """The seed of an hour's purchases: fixed by the hour itself (not by its position before now), so
+    rerunning cart-dev against the same moto server, even hours later, rewrites the same purchases."""
+    return seed * 1_000_000 + int(hour.timestamp()) // 3600
+
+
+def graphql(dagster_url: str, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+    """POST a query to ``<dagster_url>/graphql`` and return its ``data``; DagsterApiError otherwise."""
+    request = urllib.request.Request(
+        f"{dagster_url}/graphql",
+        data=json.dumps({"query": query, "variables": variables or {}}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            body = json.load(answer)
+    except urllib.error.HTTPError as exc:  # a query the schema rejects: 400 with the reasons as JSON
+        try:
+            body = json.load(exc)
+        except ValueError:
+            raise DagsterApiError(f"{dagster_url}/graphql answered HTTP {exc.code} {exc.reason}") from exc
+    except (OSError, ValueError) as exc:
+        raise DagsterApiError(f"{dagster_url}/graphql did not answer: {exc}") from exc
+    if not isinstance(body, dict):
+        raise DagsterApiError(f"unexpected answer from {dagster_url}/graphql: {str(body)[:300]}")
+    if body.get("errors"):
+        messages = [str(e.get("message", e)) if isinstance(e, dict) else str(e) for e in body["errors"]]
+        raise DagsterApiError(f"{dagster_url}/graphql: {'; '.join(messages)}")
+    data = body.get("data")
+    if not isinstance(data, dict):
+        raise DagsterApiError(f"unexpected answer from {dagster_url}/graphql: {str(body)[:300]}")
+    return data
+
+
+def describe(result: dict[str, Any] | None) -> str:
+    """What a GraphQL result that is not the expected success says (PythonError, InvalidStepError, ...)."""
+    if not isinstance(result, dict):
+        return "no answer"
+    details = [result.get("message")]
+    if result.get("invalidStepKey"):
+        details.append(f"invalid step {result['invalidStepKey']}")
+    if result.get("invalidOutputName"):
+        details.append(f"invalid output {result['invalidOutputName']} of step {result.get('stepKey')}")
+    details += [e.get("message") for e in result.get("errors") or [] if isinstance(e, dict)]
+    text = "; ".join(str(d) for d in details if d)
+    kind = str(result.get("__typename", "unknown answer"))
+    return f"{kind}: {text}" if text else kind
+
+
+REPOSITORIES_QUERY = """
+{ repositoriesOrError { __typename
+  ... on RepositoryConnection { nodes { name location { name } jobs { name } } }
+  ... on Error { message } } }
+"""
+
+LAUNCH_RUN_MUTATION = """
+mutation LaunchRun($executionParams: ExecutionParams!) {
+  launchRun(executionParams: $executionParams) { __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on Error { message }
+    ... on InvalidStepError { invalidStepKey }
+    ... on InvalidOutputError { stepKey invalidOutputName }
+    ... on RunConfigValidationInvalid { errors { message } } } }
+"""
+
+RUN_STATUS_QUERY = """
+query RunStatus($runId: ID!) {
+  runOrError(runId: $runId) { __typename ... on Run { status } ... on Error { message } } }
+"""
+
+RUN_FAILURES_QUERY = """
+query RunFailures($runId: ID!, $cursor: String) {
+  logsForRun(runId: $runId, afterCursor: $cursor, limit: 1000) { __typename
+    ... on EventConnection { cursor hasMore events { __typename
+      ... on ExecutionStepFailureEvent { stepKey message error { message cause { message } } }
+      ... on RunFailureEvent { message error { message cause { message } } }
+      ... on EngineEvent { stepKey message error { message cause { message } } } } }
+    ... on Error { message } } }
+"""
+
+
+def repository_selector(dagster_url: str, job: str) -> dict[str, str]:
+    """The location and repository names of the code location that defines ``job``."""
+    answer = graphql(dagster_url, REPOSITORIES_QUERY).get("repositoriesOrError")
+    if not answer or answer.get("__typename") != "RepositoryConnection":
+        raise DagsterApiError(f"listing Dagster's repositories: {describe(answer)}")
+    for repository in answer.get("nodes") or []:
+        if any(j.get("name") == job for j in repository.get("jobs") or []):
+            return {"repositoryLocationName": repository["location"]["name"], "repositoryName": repository["name"]}
+    raise DagsterApiError(f"no Dagster code location defines the job {job!r}")
+
+
+def launch_run(dagster_url: str, selector: dict[str, Any], tags: dict[str, str], what: str) -> str:
+    """``launchRun`` of ``selector`` (a job, optionally an asset selection of it) with ``tags``, its steps
+    in one process; the run id."""
+    params = {
+        "selector": selector,
+        "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in tags.items()]},
+    }
+    result = graphql(dagster_url, LAUNCH_RUN_MUTATION, {"executionParams": params}).get("launchRun")
+    if not result or result.get("__typename") != "LaunchRunSuccess":
+        raise DagsterApiError(f"Dagster did not launch {what}: {describe(result)}")
+    return str(result["run"]["runId"])
+
+
+def run_status(dagster_url: str, run_id: str) -> str:
+    result = graphql(dagster_url, RUN_STATUS_QUERY, {"runId": run_id}).get("runOrError")
+    if not result or result.get("__typename") != "Run":
+        raise DagsterApiError(f"run {run_id}: {describe(result)}")
+    return str(result["status"])
+
+
+def run_failures(dagster_url: str, run_id: str) -> str:
+    """Why a run failed: its failed steps (with their errors' causes) and the run failure, from its events."""
+    reasons: list[str] = []
+    cursor = None
+    while True:
+        result = graphql(dagster_url, RUN_FAILURES_QUERY, {"runId": run_id, "cursor": cursor}).get("logsForRun")
+        if not result or result.get("__typename") != "EventConnection":
+            return f"(its events could not be read: {describe(result)})"
+        for event in result.get("events") or []:
+            error = event.get("error") or {}
+            if event.get("__typename") == "EngineEvent" and not error:
+                continue
+            if "message" not in event:  # another kind of event
+                continue
+            cause = (error.get("cause") or {}).get("message")
+            text = " ".join(str(m).strip() for m in (error.get("message") or event["message"], cause) if m)
+            reasons.append(f"{event['stepKey']}: {text}" if event.get("stepKey") else text)
+        if not result.get("hasMore"):
+            break
+        cursor = result.get("cursor")
+    return "\n  ".join(dict.fromkeys(reasons)) or "no failure event recorded"
+
+
+def wait_for_run(dagster_url: str, run_id: str, what: str, timeout: float, dagster: Child) -> None:
+    """Poll the run until it succeeds; DagsterApiError with its failure reasons if it fails."""
+    url = f"{dagster_url}/runs/{run_id}"
+    deadline = time.monotonic() + timeout
+    while True:
+        status = run_status(dagster_url, run_id)
+        if status == "SUCCESS":
+            return
+        if status in ("FAILURE", "CANCELED"):
+            raise DagsterApiError(f"{what} run {status.lower()} ({url}):\n  {run_failures(dagster_url, run_id)}")
+        if dagster.process.poll() is not None:
+            raise RuntimeError(f"dagster exited ({dagster.process.returncode}); see {dagster.log}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} run still {status} after {timeout:.0f} s: {url}")
+        time.sleep(RUN_POLL_SECONDS)
+
+
+def bootstrap_lakehouse(
+    args: argparse.Namespace, aws: AwsClients, table: str, dagster_url: str, dagster: Child
+) -> list[tuple[str, str]]:
+    """Write past, closed hours of purchases to DynamoDB, then materialize reference/products and
+    (in one run) those hours from bronze to gold; returns (what, run URL) of the runs launched.
+    With ``--once`` it waits for both runs, otherwise only for products (silver reads them)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from cart_lakehouse.settings import LakeSettings
+    from infra.seed import put_purchases, stored_purchases
+
+    lake = LakeSettings(aws_endpoint_url=f"http://127.0.0.1:{args.aws_port}")
+    hours, note = history_hours(datetime.now(UTC), args.history_hours, lake.partitions_start)
+    if note:
+        step(f"Lakehouse: {note}")
+    keys = [hour.strftime(PARTITION_FORMAT) for hour in hours]
+    span = keys[0] if len(keys) == 1 else f"{keys[0]}..{keys[-1]}" if keys else ""
+    if hours:
+        try:
+            written = sum(
+                put_purchases(aws, table, stored_purchases(hour, args.history_per_hour, history_seed(args.seed, hour)))
+                for hour in hours
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise RuntimeError(f"writing the history to DynamoDB table {table}: {exc}") from exc
+        step(
+            f"Lakehouse: wrote {written} purchases for {len(hours)} closed hour{'s' if len(hours) > 1 else ''} "
+            f"{span} (UTC) to DynamoDB table {table} (the same ones on every run: nothing is duplicated)"
+        )
+
+    repository = repository_selector(dagster_url, LAKEHOUSE_JOB)
+    runs: list[tuple[str, str]] = []
+    products = launch_run(
+        dagster_url,
+        {**repository, "jobName": IMPLICIT_ASSET_JOB, "assetSelection": [{"path": PRODUCTS}]},
+        RUN_TAGS,
+        "reference/products",
+    )
+    runs.append(("reference/products", f"{dagster_url}/runs/{products}"))
+    step(f"Lakehouse: materializing reference/products into {lake.lake_root} (silver reads it): {runs[-1][1]}")
+    wait_for_run(dagster_url, products, "reference/products", args.lakehouse_timeout, dagster)
+    if not hours:
+        return runs
+
+    window = (
+        {"dagster/partition": keys[0]}
+        if len(keys) == 1
+        else {"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]}
+    )
+    what = f"{LAKEHOUSE_JOB} {span}"
+    lakehouse = launch_run(dagster_url, {**repository, "jobName": LAKEHOUSE_JOB}, {**RUN_TAGS, **window}, what)
+    runs.append((what, f"{dagster_url}/runs/{lakehouse}"))
+    step(f"Lakehouse: materializing bronze → silver → gold for {span} in one run: {runs[-1][1]}")
+    if args.once:
+        wait_for_run(dagster_url, lakehouse, what, args.lakehouse_timeout, dagster)
+        step(f"Lakehouse: {what} succeeded; gold is under {lake.lake_root}/gold")
+    return runs
+
+
 def run(args: argparse.Namespace) -> int:
     stack = DevStack(Path(args.state_dir), args.api_port, args.aws_port)
     stack.logs.mkdir(parents=True, exist_ok=True)
@@ -183,6 +431,7 @@ def run(args: argparse.Namespace) -> int:
             step(f"Stored: {stored_count(aws, table)} purchases in DynamoDB table {table}")
 
         dagster_url = None
+        runs: list[tuple[str, str]] = []
         if args.dagster_port:
             dagster_url = f"http://127.0.0.1:{args.dagster_port}"
             home = (stack.state_dir / "dagster").resolve()
@@ -206,8 +455,16 @@ def run(args: argparse.Namespace) -> int:
             )
             wait_until(lambda: answers(f"{dagster_url}/server_info"), 120, "Dagster UI", dagster)
             wait_until(lambda: code_location_loaded(dagster_url), 180, "Dagster definitions", dagster)
+            if args.history_hours:
+                try:
+                    runs = bootstrap_lakehouse(args, aws, table, dagster_url, dagster)
+                except (RuntimeError, TimeoutError) as exc:
+                    if args.once:
+                        raise
+                    # a convenience: the rest of the stack is still useful, so it keeps running
+                    print(f"error: lakehouse bootstrap: {exc}", file=sys.stderr, flush=True)
 
-        print_banner(api_url, endpoint, stack, dagster_url)
+        print_banner(api_url, endpoint, stack, dagster_url, runs)
         if args.once:
             return 0
         while True:
@@ -228,7 +485,9 @@ def run(args: argparse.Namespace) -> int:
         step("Stopped everything this command started.")
 
 
-def print_banner(api_url: str, endpoint: str, stack: DevStack, dagster_url: str | None) -> None:
+def print_banner(
+    api_url: str, endpoint: str, stack: DevStack, dagster_url: str | None, runs: Sequence[tuple[str, str]] = ()
+) -> None:
     host = urlparse(api_url).netloc
     today = time.strftime("%Y-%m-%d", time.gmtime())
     example = (
@@ -236,6 +495,7 @@ def print_banner(api_url: str, endpoint: str, stack: DevStack, dagster_url: str 
         f'"total_amount":59.9,"purchase_date":"{today}"}}'
     )
     dagster_line = f"  Dagster UI (assets)   {dagster_url}/asset-groups\n" if dagster_url else ""
+    dagster_line += "".join(f"  Lakehouse run         {url}   ({what})\n" for what, url in runs)
     print(
         f"""
 Cart lakehouse is running:
@@ -255,12 +515,26 @@ Stop: Ctrl-C
     )
 
 
+def non_negative(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {number}")
+    return number
+
+
+def positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {number}")
+    return number
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="cart-dev",
         description=(
-            "Run the cart lakehouse locally: moto server (local AWS), provisioning, API, worker, dagster dev "
-            "and seed traffic. Ctrl-C stops everything it started."
+            "Run the cart lakehouse locally: moto server (local AWS), provisioning, API, worker, seed traffic, "
+            "dagster dev, and a few past hours materialized from DynamoDB to gold. Ctrl-C stops everything it started."
         ),
     )
     parser.add_argument("--api-port", type=int, default=8000, help="API port (default 8000)")
@@ -270,9 +544,29 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--traffic", type=int, default=200, help="purchases to seed (0: none; default 200)")
     parser.add_argument("--invalid-share", type=float, default=0.05, help="share of invalid seed requests")
-    parser.add_argument("--seed", type=int, default=7, help="random seed of the seed traffic")
+    parser.add_argument("--seed", type=int, default=7, help="random seed of the seed traffic and the history hours")
     parser.add_argument("--state-dir", default=".local", help="where logs and local state go (default .local)")
-    parser.add_argument("--once", action="store_true", help="start, seed, check, then stop (smoke test)")
+    parser.add_argument(
+        "--history-hours",
+        type=non_negative,
+        default=6,
+        help=(
+            "closed hours before the current one to write to DynamoDB and materialize, bronze to gold, once "
+            "Dagster is up, so the asset graph shows data (default 6; 0: none; never before CART_PARTITIONS_START)"
+        ),
+    )
+    parser.add_argument(
+        "--history-per-hour", type=positive, default=200, help="purchases written per history hour (default 200)"
+    )
+    parser.add_argument(
+        "--lakehouse-timeout",
+        type=float,
+        default=300.0,
+        help="seconds to wait for the products run (and, with --once, the lakehouse run) to finish (default 300)",
+    )
+    parser.add_argument(
+        "--once", action="store_true", help="start, seed, check, wait for the lakehouse runs, then stop (smoke test)"
+    )
     return run(parser.parse_args(argv))
 
 
