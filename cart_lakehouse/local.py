@@ -5,6 +5,8 @@ session) per run."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 from collections.abc import Sequence
 from typing import Any
 
@@ -59,19 +61,27 @@ def materialize_hours(
     elif hours:
         run_tags.update(window_tags(hours))
     definitions: list[Any] = [*ASSETS, *CHECKS]
-    result = materialize(
-        definitions,
-        selection=AssetSelection.groups(*groups),
-        resources=resources,
-        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}} if quiet else None,
-        partition_key=partition_key,
-        tags=run_tags,
-        raise_on_error=False,
-    )
+    # dagster-dbt re-emits dbt's log on stdout (a launched run keeps it as the step's compute log);
+    # quiet runs keep it aside and show its end only if the run fails
+    captured = io.StringIO()
+    with contextlib.redirect_stdout(captured) if quiet else contextlib.nullcontext():
+        result = materialize(
+            definitions,
+            selection=AssetSelection.groups(*groups),
+            resources=resources,
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}} if quiet else None,
+            partition_key=partition_key,
+            tags=run_tags,
+            raise_on_error=False,
+        )
     failed = [
         f"{e.asset_key.to_user_string()}:{e.check_name}" for e in result.get_asset_check_evaluations() if not e.passed
     ]
     if raise_on_error and (not result.success or failed):
         window = ", ".join(h.key for h in hours) if hours else "unpartitioned"
-        raise RuntimeError(f"the run of {'/'.join(groups)} for {window} failed; failed checks: {failed or 'none'}")
+        tail = "\n".join(captured.getvalue().splitlines()[-30:])
+        raise RuntimeError(
+            f"the run of {'/'.join(groups)} for {window} failed; failed checks: {failed or 'none'}"
+            + (f"\nlast lines of its output:\n{tail}" if tail else "")
+        )
     return result

@@ -39,7 +39,7 @@ from cart_api.runner import QueueRunner
 from cart_api.settings import Settings
 from cart_api.traffic import TrafficConfig, TrafficReport, run_traffic
 from cart_lakehouse.lake import Lake
-from cart_lakehouse.ledger import Entry, balanced, ledger, render
+from cart_lakehouse.ledger import Entry, balanced, ledger, quarantined_dlq_records, render
 from cart_lakehouse.local import local_resources, materialize_hours
 from cart_lakehouse.partitions import Hour
 from cart_lakehouse.resources import AwsResource, LakeResource
@@ -51,6 +51,7 @@ from infra.provision import provision
 from infra.proxy import FaultProxy
 
 API_KEY = "demo-key"
+POISON_PREFIX = "00000000-0000-4000-8000-"  # the ids of the demo's contract-breaking messages
 
 
 def step(message: str) -> None:
@@ -139,7 +140,7 @@ def poison_messages(clients: AwsClients, settings: Settings, count: int, hour: H
     arn = clients.topic_arn(settings.purchases_topic)
     for i in range(count):
         body = {
-            "purchase_id": f"00000000-0000-4000-8000-{i:012d}",
+            "purchase_id": f"{POISON_PREFIX}{i:012d}",
             "buyer_id": f"B{i:06d}",
             "product_id": "P0001",
             "number_of_installments": 99,  # the contract allows 1..24
@@ -198,6 +199,11 @@ def run_demo(purchases: int, invalid_share: float, poison: int, lake_root: str, 
 
         lake = Lake.open(lake_root)
         result.entries = ledger(settings, clients, lake, [hour], result.accepted)
+        caught = sum(1 for r in quarantined_dlq_records(lake) if str(r.get("purchase_id")).startswith(POISON_PREFIX))
+        poison_line = Entry(
+            "all", "poison published = quarantined", f"{poison} published", f"{caught} quarantined", caught == poison
+        )
+        result.entries.insert(1, poison_line)
         result.gold_kpis = gold_kpis(lake, hour)
     return result
 

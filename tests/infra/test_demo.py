@@ -17,6 +17,7 @@ def test_the_demo_reconciles_to_zero_loss(tmp_path: Path, capsys: pytest.Capture
     assert "MISMATCH" not in out
     assert "run requested: dlq:" in out  # the DLQ sensor asked for the rerun of the hour
     assert "accepted = stored + quarantined" in out
+    assert "2 published" in out  # and both quarantined: the line is ok, or MISMATCH would be printed
     assert "rejected" in out  # the invalid share was refused at the API
     assert (tmp_path / "quarantine" / "dlq").is_dir()  # the poison messages, with their reasons
     assert list((tmp_path / "gold" / "sales_hourly").rglob("*.parquet"))
