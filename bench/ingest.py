@@ -213,15 +213,6 @@ def traffic_row(phase: str, variant: str, report: TrafficReport, calls: int | No
     )
 
 
-@contextmanager
-def latency_proxy(upstream: str, delay_ms: float) -> Iterator[FaultProxy]:
-    proxy = FaultProxy(upstream, delay_ms=delay_ms).start()
-    try:
-        yield proxy
-    finally:
-        proxy.stop()
-
-
 def fill_queue(settings: Settings, count: int) -> None:
     """Put ``count`` valid purchase messages on the purchases queue (SendMessageBatch)."""
     from cart_api.store import to_json
@@ -250,7 +241,7 @@ def worker_rate(settings: Settings, count: int, batch_size: int, threads: int) -
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(lambda _: runner.drain(idle_polls=2), range(threads)))
     elapsed = time.perf_counter() - start
-    items = int(runner.clients.dynamodb.scan(TableName=settings.purchases_table, Select="COUNT")["Count"])
+    items = runner.clients.item_count(settings.purchases_table)
     if items != count:
         raise RuntimeError(f"DynamoDB holds {items} of the {count} queued purchases")
     note = f"{threads} pollers"
@@ -279,7 +270,7 @@ def run(bench: Bench) -> list[Row]:
     settings = bench.fresh()
     aws = AwsClients(settings)
     aws.sns.create_topic(Name="cart-bench-unsubscribed")
-    with latency_proxy(bench.moto.endpoint_url, bench.delay_ms) as proxy:
+    with FaultProxy(bench.moto.endpoint_url, delay_ms=bench.delay_ms) as proxy:
         for size, name in ((1, "API, 1 Publish per request"), (10, "API, PublishBatch of 10")):
             s = bench.settings(proxy.url, publish_batch_size=size, purchases_topic="cart-bench-unsubscribed")
             report, calls = api_traffic(s, n, c, proxy)
@@ -293,7 +284,7 @@ def run(bench: Bench) -> list[Row]:
             settings = bench.fresh()
             fill_queue(settings, wn)
             if where == "proxy":
-                with latency_proxy(bench.moto.endpoint_url, bench.delay_ms) as proxy:
+                with FaultProxy(bench.moto.endpoint_url, delay_ms=bench.delay_ms) as proxy:
                     row = worker_rate(bench.settings(proxy.url), wn, size, threads=2)
                 row.variant += f" (+{bench.delay_ms:g} ms)"
             else:

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from cart_lakehouse.checks import hour_dirs
-from cart_lakehouse.checks.reconciliation import count_hour, read_files, revenue_by
+from cart_lakehouse.checks.reconciliation import column_total, count_hour, read_files, revenue_by
 from cart_lakehouse.dlq import stored_ids
 from cart_lakehouse.lake import Lake
 from cart_lakehouse.layout import DLQ_QUARANTINE, GOLD_TABLES, SILVER
@@ -47,11 +47,7 @@ def quarantined_dlq_records(lake: Lake) -> list[dict[str, object]]:
 
 
 def _revenue(lake: Lake, files: Sequence[str], column: str) -> str:
-    table = read_files(lake, files)
-    if table is None or table.num_rows == 0:
-        return "0.00"
-    total = sum((v for v in table.column(column).to_pylist() if v is not None), start=0)
-    return f"{total:.2f}"
+    return str(column_total(read_files(lake, files), column))
 
 
 def ledger(

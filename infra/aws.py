@@ -96,6 +96,11 @@ class AwsClients:
     def queue_url(self, name: str) -> str:
         return self.sqs.get_queue_url(QueueName=name)["QueueUrl"]
 
+    def item_count(self, table: str) -> int:
+        """Items in a DynamoDB table, counted by a paginated Scan (each page stops at 1 MB)."""
+        paginator = self.dynamodb.get_paginator("scan")
+        return sum(int(page.get("Count", 0)) for page in paginator.paginate(TableName=table, Select="COUNT"))
+
     def queue_depth(self, name: str) -> int:
         """Messages in a queue, visible or in flight (SQS's approximate counts)."""
         attrs = self.sqs.get_queue_attributes(

@@ -38,12 +38,14 @@ from cart_api.deps import get_clock
 from cart_api.runner import QueueRunner
 from cart_api.settings import Settings
 from cart_api.traffic import TrafficConfig, TrafficReport, run_traffic
+from cart_lakehouse.checks.reconciliation import read_files
 from cart_lakehouse.lake import Lake
+from cart_lakehouse.layout import GOLD_TABLES
 from cart_lakehouse.ledger import Entry, balanced, ledger, quarantined_dlq_records, render
 from cart_lakehouse.local import local_resources, materialize_hours
 from cart_lakehouse.partitions import Hour
 from cart_lakehouse.resources import AwsResource, LakeResource
-from cart_lakehouse.sensors.dlq import dlq_redrive
+from cart_lakehouse.sensors.dlq import DlqCursor, dlq_redrive
 from infra.aws import AwsClients
 from infra.local_api import ApiServer
 from infra.local_aws import MotoServer
@@ -98,15 +100,11 @@ def run_sensor_until_done(
     requests: list[RunRequest] = []
     for _ in range(ticks):
         result = tick_dlq_sensor(settings, lake_root, cursor)
-        if isinstance(result, SkipReason):
-            if "nothing pending" in (result.skip_message or ""):
-                return requests
-            continue
-        requests += list(result.run_requests or [])
-        cursor = result.cursor
+        if isinstance(result, SensorResult):
+            requests += list(result.run_requests or [])
+            cursor = result.cursor
         settle(runner, clients)
-        pending = json.loads(cursor or "{}").get("pending", [])
-        if not pending and clients.queue_depth(settings.purchases_dlq) == 0:
+        if not DlqCursor.parse(cursor).pending and clients.queue_depth(settings.purchases_dlq) == 0:
             return requests
     raise TimeoutError(f"the DLQ sensor still had work after {ticks} ticks")
 
@@ -209,9 +207,6 @@ def run_demo(purchases: int, invalid_share: float, poison: int, lake_root: str, 
 
 
 def gold_kpis(lake: Lake, hour: Hour) -> dict[str, Any]:
-    from cart_lakehouse.checks.reconciliation import read_files
-    from cart_lakehouse.layout import GOLD_TABLES
-
     table = read_files(lake, GOLD_TABLES["sales_hourly"].files([hour]))
     rows = table.to_pylist() if table is not None else []
     return rows[0] if rows else {}

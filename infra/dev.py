@@ -91,10 +91,6 @@ def tail(path: Path, lines: int = 20) -> str:
         return ""
 
 
-def stored_count(aws: AwsClients, table: str) -> int:
-    return int(aws.dynamodb.scan(TableName=table, Select="COUNT")["Count"])
-
-
 LOCATIONS_QUERY = """
 { workspaceOrError { __typename ... on Workspace { locationEntries { name loadStatus
   locationOrLoadError { __typename ... on PythonError { message } } } } } }
@@ -418,7 +414,7 @@ def run(args: argparse.Namespace) -> int:
             from cart_api.traffic import TrafficConfig, run_traffic
 
             step(f"Traffic: sending {args.traffic} purchases ({args.invalid_share:.0%} deliberately invalid)")
-            before = stored_count(aws, table)
+            before = aws.item_count(table)
             report = asyncio.run(
                 run_traffic(
                     TrafficConfig(url=api_url, count=args.traffic, invalid_share=args.invalid_share, seed=args.seed)
@@ -426,9 +422,9 @@ def run(args: argparse.Namespace) -> int:
             )
             print(report.summary(), flush=True)
             wait_until(
-                lambda: stored_count(aws, table) - before >= report.accepted, 60, "worker storing purchases", worker
+                lambda: aws.item_count(table) - before >= report.accepted, 60, "worker storing purchases", worker
             )
-            step(f"Stored: {stored_count(aws, table)} purchases in DynamoDB table {table}")
+            step(f"Stored: {aws.item_count(table)} purchases in DynamoDB table {table}")
 
         dagster_url = None
         runs: list[tuple[str, str]] = []

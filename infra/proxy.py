@@ -102,7 +102,6 @@ class ProxyStats:
     forwarded: Counter[str] = field(default_factory=Counter)  # "service:Operation" -> calls
     injected: Counter[str] = field(default_factory=Counter)  # "kind service:Operation" -> calls
     connections: int = 0
-    refused: int = 0
 
     def total_injected(self, kind: str | None = None) -> int:
         return sum(n for key, n in self.injected.items() if kind is None or key.split(" ", 1)[0] == kind)

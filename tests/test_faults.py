@@ -82,8 +82,7 @@ class System:
                 assert self.post(client, n).status_code == 202
 
     def stored(self) -> int:
-        table = self.settings.purchases_table
-        return int(self.clients.dynamodb.scan(TableName=table, Select="COUNT")["Count"])
+        return self.clients.item_count(self.settings.purchases_table)
 
     def finish(self) -> list[Entry]:
         """The DLQ sensor until it has nothing left, the hour's runs it asks for (or the schedule's

@@ -92,7 +92,8 @@ def count_layers(lake: Lake, hours: Sequence[Hour]) -> LayerCounts:
     return LayerCounts(*(sum(getattr(c, f) for c in counts) for f in ("bronze", "silver", "quarantined", "superseded")))
 
 
-def _sum(table: Any, column: str) -> Decimal:
+def column_total(table: Any, column: str) -> Decimal:
+    """sum(column) of an Arrow table (None: no table) as money, to the cent."""
     if table is None or table.num_rows == 0:
         return Decimal("0.00")
     total = pc.sum(table.column(column)).as_py()
@@ -100,7 +101,7 @@ def _sum(table: Any, column: str) -> Decimal:
 
 
 def revenue_by(lake: Lake, location: str, dirs: Sequence[str], column: str) -> Decimal:
-    return _sum(read_window(lake, location, dirs), column)
+    return column_total(read_window(lake, location, dirs), column)
 
 
 def _window(context: AssetCheckExecutionContext) -> list[Hour]:
@@ -153,7 +154,7 @@ def gold_revenue_check(table: GoldTable, revenue_column: str) -> AssetChecksDefi
         the_lake = lake.lake()
         hours = _window(context)
         silver_hours = whole_days(hours) if table.daily else hours
-        gold = _sum(read_files(the_lake, table.files(hours)), revenue_column)
+        gold = column_total(read_files(the_lake, table.files(hours)), revenue_column)
         silver = revenue_by(the_lake, SILVER, hour_dirs(silver_hours), "total_amount")
         return AssetCheckResult(
             passed=gold == silver,

@@ -16,6 +16,7 @@ from cart_api.publisher import OutgoingMessage, PublishError, SnsPublisher
 from cart_api.runner import QueueRunner
 from cart_api.settings import Settings
 from infra.aws import AwsClients
+from infra.proxy import FaultProxy
 from tests.conftest import API_KEY, VALID_PURCHASE, queue_depth, receive_all
 
 HEADERS = {"X-API-Key": API_KEY}
@@ -144,6 +145,29 @@ def test_concurrent_publishes_are_grouped_into_batches(settings: Settings, aws: 
     assert publisher.stats.messages == 60
     assert publisher.stats.calls <= 60 / 5  # while 2 calls are out, the rest queue up and leave together
     assert sorted(json.loads(m["Body"])["n"] for m in receive_all(aws, settings.purchases_queue)) == list(range(60))
+
+
+def test_requests_arriving_while_a_call_is_out_leave_together(settings: Settings) -> None:
+    """One at a time, 5 ms apart, with SNS taking 60 ms a call: the first goes alone at once, the
+    rest gather while a call is in flight instead of each taking one of the 8 call slots."""
+    assert settings.aws_endpoint_url
+    with FaultProxy(settings.aws_endpoint_url, delay_ms=60) as proxy:
+        aws = AwsClients(settings.model_copy(update={"aws_endpoint_url": proxy.url}))
+        publisher = SnsPublisher(aws.sns, aws.topic_arn(settings.purchases_topic), batch_size=10, max_in_flight=8)
+
+        async def staggered() -> None:
+            tasks = []
+            for i in range(40):
+                tasks.append(asyncio.create_task(publisher.publish(OutgoingMessage(json.dumps({"n": i})))))
+                await asyncio.sleep(0.005)
+            await asyncio.gather(*tasks)
+
+        asyncio.run(staggered())
+        publisher.close()
+    assert publisher.stats.messages == 40
+    assert proxy.stats.forwarded["sns:PublishBatch"] == publisher.stats.calls
+    assert publisher.stats.calls <= 8  # one call per request slot would be 8+ calls of one or two
+    assert publisher.stats.mean_batch >= 5
 
 
 def test_single_publish_mode_and_failures_per_message(settings: Settings, aws: AwsClients) -> None:

@@ -17,17 +17,14 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 from dagster import AssetKey, AssetSelection, ExecuteInProcessResult, materialize
-from dagster_dbt import DbtCliResource
-from dagster_pyspark import LazyPySparkResource
 from pyspark.sql import SparkSession
 
 from cart_api.settings import Settings
 from cart_lakehouse.definitions import ASSETS, CHECKS
-from cart_lakehouse.gold_project import GOLD_PROJECT
 from cart_lakehouse.lake import Lake
 from cart_lakehouse.layout import PRODUCTS_FILE, bronze_file
+from cart_lakehouse.local import local_resources
 from cart_lakehouse.partitions import Hour
-from cart_lakehouse.resources import AwsResource, CatalogResource, LakeResource, spark_config
 from infra.aws import AwsClients
 from infra.seed import put_purchases, stored_purchases
 from tests.conftest import SPARK_SETTINGS
@@ -46,14 +43,7 @@ def lake(tmp_path: Path) -> Lake:
 
 @pytest.fixture
 def resources(settings: Settings, lake: Lake, spark: SparkSession) -> dict[str, Any]:
-    endpoint, region = settings.aws_endpoint_url, settings.aws_region
-    return {
-        "aws": AwsResource(aws_endpoint_url=endpoint, aws_region=region),
-        "lake": LakeResource(root=lake.root, aws_endpoint_url=endpoint, aws_region=region),
-        "catalog": CatalogResource(database=settings.glue_database, aws_endpoint_url=endpoint, aws_region=region),
-        "pyspark": LazyPySparkResource(spark_config=spark_config(SPARK_SETTINGS)),
-        "dbt": DbtCliResource(project_dir=str(GOLD_PROJECT.project_dir)),
-    }
+    return local_resources(settings, lake.root, SPARK_SETTINGS)
 
 
 LAKEHOUSE = AssetSelection.groups("reference", "bronze", "silver", "gold")

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from dagster import DagsterInstance, SensorResult, SkipReason, build_sensor_context
+from dagster import SensorResult, SkipReason
 
 from cart_api.runner import QueueRunner
 from cart_api.settings import Settings
@@ -15,9 +15,9 @@ from cart_api.store import to_json
 from cart_lakehouse.dlq import DlqTriage
 from cart_lakehouse.lake import Lake
 from cart_lakehouse.partitions import Hour
-from cart_lakehouse.resources import AwsResource, LakeResource
-from cart_lakehouse.sensors.dlq import DlqCursor, dlq_redrive
+from cart_lakehouse.sensors.dlq import DlqCursor
 from infra.aws import AwsClients
+from infra.demo import tick_dlq_sensor
 from infra.seed import stored_purchases
 from tests.cart_lakehouse.sensors.test_alerts import alerts, subscribe_alerts
 from tests.conftest import queue_depth, receive_all
@@ -36,17 +36,7 @@ def dead_letter(aws: AwsClients, settings: Settings, body: str, failure_type: st
 
 
 def tick(settings: Settings, root: Path, cursor: str | None = None) -> SensorResult | SkipReason:
-    context = build_sensor_context(
-        cursor=cursor,
-        instance=DagsterInstance.ephemeral(),
-        resources={
-            "aws": AwsResource(aws_endpoint_url=settings.aws_endpoint_url),
-            "lake": LakeResource(root=str(root)),
-        },
-    )
-    result = dlq_redrive(context)
-    assert isinstance(result, SensorResult | SkipReason)
-    return result
+    return tick_dlq_sensor(settings, str(root), cursor)
 
 
 def test_redrives_quarantines_and_reruns_the_hour_once_stored(
