@@ -38,11 +38,11 @@ from bench.report import machine, say, write_section
 from cart_api.runner import QueueRunner
 from cart_api.settings import Settings
 from cart_api.traffic import TrafficReport, generate_requests
-from infra.aws import AwsClients
-from infra.local_aws import MotoServer, answers, free_port, stop_process_group
-from infra.provision import provision
-from infra.proxy import FaultProxy
-from infra.seed import stored_purchases
+from cart_aws.aws import AwsClients
+from cart_aws.provision import provision
+from cart_dev.local_aws import MotoServer, answers, free_port, stop_process_group
+from cart_dev.proxy import FaultProxy
+from cart_dev.seed import stored_purchases
 
 API_KEY = "bench-key"
 QUIET = ("--no-access-log", "--log-level", "warning")

@@ -27,15 +27,15 @@ from dagster_pyspark import LazyPySparkResource
 
 from bench.report import machine, say, write_section
 from cart_api.settings import Settings
+from cart_aws.aws import AwsClients
+from cart_aws.provision import provision
+from cart_dev.local_aws import MotoServer
+from cart_dev.seed import put_purchases, stored_purchases
 from cart_lakehouse.lake import Lake
 from cart_lakehouse.local import local_resources, materialize_hours
 from cart_lakehouse.partitions import Hour
 from cart_lakehouse.resources import spark_config
 from cart_lakehouse.settings import LakeSettings
-from infra.aws import AwsClients
-from infra.local_aws import MotoServer
-from infra.provision import provision
-from infra.seed import put_purchases, stored_purchases
 
 
 @dataclass

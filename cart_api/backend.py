@@ -12,7 +12,7 @@ from cart_api.publisher import Publisher, SnsPublisher
 from cart_api.ratelimit import TokenBucketLimiter
 from cart_api.settings import Settings
 from cart_api.store import get_purchase
-from infra.aws import AwsClients
+from cart_aws.aws import AwsClients
 
 
 class PurchaseLookup(Protocol):

@@ -14,7 +14,7 @@ from mangum import Mangum
 from cart_api.app import create_app
 from cart_api.settings import get_settings
 from cart_api.worker import PurchaseWorker, SqsRecord, worker_for
-from infra.aws import AwsClients
+from cart_aws.aws import AwsClients
 
 
 @cache

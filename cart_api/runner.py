@@ -17,7 +17,7 @@ from types import FrameType
 
 from cart_api.settings import Settings
 from cart_api.worker import BatchResult, PurchaseWorker, SqsRecord, worker_for
-from infra.aws import AwsClients
+from cart_aws.aws import AwsClients
 
 log = logging.getLogger("cart_api.runner")
 

@@ -6,7 +6,7 @@ from functools import lru_cache
 
 from pydantic import Field, model_validator
 
-from infra.settings import AwsSettings
+from cart_aws.settings import AwsSettings
 
 LOCAL_DEV_KEYS = {"local": "local-dev-key"}
 

@@ -30,8 +30,8 @@ from pydantic import ValidationError
 from cart_api.models import Purchase
 from cart_api.settings import Settings
 from cart_api.store import to_item
-from infra.aws import AwsClients
-from infra.metrics import CloudWatchMetrics, MetricsSink, NoMetrics
+from cart_aws.aws import AwsClients
+from cart_aws.metrics import CloudWatchMetrics, MetricsSink, NoMetrics
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

@@ -22,10 +22,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from cart_api.models import Purchase
+from cart_aws.aws import AwsClients
+from cart_aws.settings import AwsSettings
 from cart_lakehouse.lake import Lake
 from cart_lakehouse.layout import DLQ_QUARANTINE
-from infra.aws import AwsClients
-from infra.settings import AwsSettings
 
 QUARANTINE = DLQ_QUARANTINE
 

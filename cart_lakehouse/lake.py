@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
 
-from infra.settings import AwsSettings
+from cart_aws.settings import AwsSettings
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,8 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from cart_aws.aws import AwsClients
+from cart_aws.settings import AwsSettings
 from cart_lakehouse.checks import hour_dirs
 from cart_lakehouse.checks.reconciliation import column_total, count_hour, read_files, revenue_by
 from cart_lakehouse.dlq import stored_ids
@@ -23,8 +25,6 @@ from cart_lakehouse.lake import Lake
 from cart_lakehouse.layout import DLQ_QUARANTINE, GOLD_TABLES, SILVER
 from cart_lakehouse.partitions import Hour, whole_days
 from cart_lakehouse.sensors.late_data import hour_count
-from infra.aws import AwsClients
-from infra.settings import AwsSettings
 
 
 @dataclass(frozen=True)

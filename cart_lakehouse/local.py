@@ -14,12 +14,12 @@ from dagster import AssetSelection, ExecuteInProcessResult, materialize
 from dagster_dbt import DbtCliResource
 from dagster_pyspark import LazyPySparkResource
 
+from cart_aws.settings import AwsSettings
 from cart_lakehouse.definitions import ASSETS, CHECKS
 from cart_lakehouse.gold_project import GOLD_PROJECT
 from cart_lakehouse.partitions import Hour
 from cart_lakehouse.resources import AwsResource, CatalogResource, LakeResource, spark_config
 from cart_lakehouse.settings import LakeSettings
-from infra.settings import AwsSettings
 
 HOURLY_GROUPS = ("bronze", "silver", "gold")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pydantic import Field, field_validator
 
-from infra.settings import AwsSettings
+from cart_aws.settings import AwsSettings
 
 
 def default_partitions_start() -> str:

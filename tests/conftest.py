@@ -10,11 +10,11 @@ import pytest
 from pyspark.sql import SparkSession
 
 from cart_api.settings import Settings
+from cart_aws.aws import AwsClients
+from cart_aws.provision import provision
+from cart_dev.local_aws import MotoServer
 from cart_lakehouse.resources import spark_config
 from cart_lakehouse.settings import LakeSettings
-from infra.aws import AwsClients
-from infra.local_aws import MotoServer
-from infra.provision import provision
 
 VALID_PURCHASE: dict[str, Any] = {
     "buyer_id": "B000123",

@@ -29,16 +29,16 @@ from cart_api.app import create_app
 from cart_api.deps import get_clock
 from cart_api.runner import QueueRunner
 from cart_api.settings import Settings
+from cart_aws.aws import AwsClients
+from cart_aws.provision import provision
+from cart_dev.harness import hour_clock, poison_messages, run_sensor_until_done, settle
+from cart_dev.local_api import ApiServer
+from cart_dev.local_aws import MotoServer
+from cart_dev.proxy import FaultProxy
 from cart_lakehouse.lake import Lake
 from cart_lakehouse.ledger import Entry, balanced, ledger, quarantined_dlq_records, render
 from cart_lakehouse.local import local_resources, materialize_hours
 from cart_lakehouse.partitions import Hour
-from infra.aws import AwsClients
-from infra.demo import hour_clock, poison_messages, run_sensor_until_done, settle
-from infra.local_api import ApiServer
-from infra.local_aws import MotoServer
-from infra.provision import provision
-from infra.proxy import FaultProxy
 from tests.conftest import API_KEY, SPARK_SETTINGS, VALID_PURCHASE
 
 HOUR = Hour(datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=2))

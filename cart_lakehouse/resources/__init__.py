@@ -8,11 +8,11 @@ from dagster import ConfigurableResource
 from dagster_dbt import DbtCliResource
 from dagster_pyspark import LazyPySparkResource
 
+from cart_aws.aws import AwsClients
 from cart_lakehouse.catalog import GlueCatalog
 from cart_lakehouse.gold_project import project_dir
 from cart_lakehouse.lake import Lake
 from cart_lakehouse.settings import LakeSettings, lake_settings
-from infra.aws import AwsClients
 
 
 class AwsResource(ConfigurableResource):  # type: ignore[type-arg]

@@ -25,12 +25,12 @@ from dagster import (
     sensor,
 )
 
+from cart_aws.metrics import CloudWatchMetrics
 from cart_lakehouse.alerts import Alert, publish_alert
 from cart_lakehouse.automation import hourly_lakehouse_job
 from cart_lakehouse.dlq import DlqTriage, TriageResult, stored_ids
 from cart_lakehouse.partitions import Hour, hourly_partitions
 from cart_lakehouse.resources import AwsResource, LakeResource
-from infra.metrics import CloudWatchMetrics
 
 
 @dataclass

@@ -13,12 +13,12 @@ from datetime import UTC, datetime, timedelta
 
 from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, SensorResult, SkipReason, sensor
 
+from cart_aws.aws import AwsClients
 from cart_lakehouse.automation import hourly_lakehouse_job
 from cart_lakehouse.lake import Lake
 from cart_lakehouse.layout import bronze_file
 from cart_lakehouse.partitions import Hour, hourly_partitions
 from cart_lakehouse.resources import AwsResource, LakeResource
-from infra.aws import AwsClients
 
 LOOKBACK_HOURS = 48
 

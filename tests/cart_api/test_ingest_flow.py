@@ -15,8 +15,8 @@ from cart_api.app import create_app
 from cart_api.publisher import OutgoingMessage, PublishError, SnsPublisher
 from cart_api.runner import QueueRunner
 from cart_api.settings import Settings
-from infra.aws import AwsClients
-from infra.proxy import FaultProxy
+from cart_aws.aws import AwsClients
+from cart_dev.proxy import FaultProxy
 from tests.conftest import API_KEY, VALID_PURCHASE, queue_depth, receive_all
 
 HEADERS = {"X-API-Key": API_KEY}

@@ -12,7 +12,7 @@ import pytest
 from cart_api import lambda_handler
 from cart_api.settings import Settings, get_settings
 from cart_api.store import to_json
-from infra.aws import AwsClients
+from cart_aws.aws import AwsClients
 from tests.cart_api.test_worker import purchase
 from tests.conftest import API_KEY, VALID_PURCHASE, queue_depth, receive_all
 

@@ -15,8 +15,8 @@ from cart_api.models import PurchaseRequest
 from cart_api.runner import QueueRunner
 from cart_api.settings import Settings
 from cart_api.traffic import INVALID_KINDS, TrafficConfig, generate_requests, main, run_traffic
-from infra.aws import AwsClients
-from infra.local_api import ApiServer
+from cart_aws.aws import AwsClients
+from cart_dev.local_api import ApiServer
 from tests.conftest import API_KEY
 
 

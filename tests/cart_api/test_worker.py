@@ -13,7 +13,7 @@ from cart_api.runner import QueueRunner
 from cart_api.settings import Settings
 from cart_api.store import from_item, to_json
 from cart_api.worker import SqsRecord, worker_for
-from infra.aws import AwsClients
+from cart_aws.aws import AwsClients
 from tests.conftest import VALID_PURCHASE, queue_depth, receive_all
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from cart_api.settings import Settings
+from cart_aws.aws import AwsClients
 from cart_lakehouse.catalog import CatalogTable, GlueCatalog, hive_type
-from infra.aws import AwsClients
 
 SILVER = CatalogTable("silver_purchases", "silver_purchases", "s3://cart-lake/lake/silver/purchases")
 

@@ -6,12 +6,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cart_api.settings import Settings
+from cart_aws.aws import AwsClients
+from cart_dev.seed import put_purchases, stored_purchases
 from cart_lakehouse.lake import Lake
 from cart_lakehouse.layout import bronze_file
 from cart_lakehouse.ledger import balanced, ledger, render
 from cart_lakehouse.partitions import Hour
-from infra.aws import AwsClients
-from infra.seed import put_purchases, stored_purchases
 
 HOUR = Hour(datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3))
 

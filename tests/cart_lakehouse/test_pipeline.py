@@ -20,13 +20,13 @@ from dagster import AssetKey, AssetSelection, ExecuteInProcessResult, materializ
 from pyspark.sql import SparkSession
 
 from cart_api.settings import Settings
+from cart_aws.aws import AwsClients
+from cart_dev.seed import put_purchases, stored_purchases
 from cart_lakehouse.definitions import ASSETS, CHECKS
 from cart_lakehouse.lake import Lake
 from cart_lakehouse.layout import PRODUCTS_FILE, bronze_file
 from cart_lakehouse.local import local_resources
 from cart_lakehouse.partitions import Hour
-from infra.aws import AwsClients
-from infra.seed import put_purchases, stored_purchases
 from tests.conftest import SPARK_SETTINGS
 
 NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)

@@ -11,12 +11,12 @@ import pytest
 from dagster import materialize
 
 from cart_api.settings import Settings
+from cart_aws.aws import AwsClients
+from cart_dev.seed import put_purchases, stored_purchases
 from cart_lakehouse.assets.bronze import bronze_file, bronze_purchases
 from cart_lakehouse.lake import Lake
 from cart_lakehouse.partitions import Hour
 from cart_lakehouse.resources import AwsResource, LakeResource
-from infra.aws import AwsClients
-from infra.seed import put_purchases, stored_purchases
 
 
 def recent_hour(hours_ago: int = 2) -> Hour:

@@ -21,6 +21,7 @@ from dagster_pyspark import LazyPySparkResource
 from pyspark.sql import SparkSession
 
 from cart_api.settings import Settings
+from cart_dev.seed import stored_purchases
 from cart_lakehouse.assets.products import reference_products
 from cart_lakehouse.assets.silver import SILVER_PURCHASES, SILVER_QUARANTINE, silver_purchases
 from cart_lakehouse.checks.schemas import type_mismatches, validate
@@ -37,7 +38,6 @@ from cart_lakehouse.layout import SILVER, bronze_file
 from cart_lakehouse.layout import SILVER_QUARANTINE as QUARANTINE
 from cart_lakehouse.partitions import Hour
 from cart_lakehouse.resources import CatalogResource, LakeResource, spark_config
-from infra.seed import stored_purchases
 from tests.conftest import SPARK_SETTINGS
 
 HOUR = Hour(datetime(2026, 11, 25, 3, tzinfo=UTC))

@@ -9,10 +9,10 @@ from typing import Any
 from dagster import DagsterEventType, DagsterInstance, asset, build_run_status_sensor_context, materialize
 
 from cart_api.settings import Settings
+from cart_aws.aws import AwsClients
 from cart_lakehouse.partitions import Hour, hourly_partitions
 from cart_lakehouse.resources import AwsResource, LakeResource
 from cart_lakehouse.sensors.alerts import alert_on_run_failure
-from infra.aws import AwsClients
 from tests.cart_lakehouse.checks.test_checks import _pipeline, silver_row
 
 HOUR = Hour(datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=2))

@@ -12,13 +12,13 @@ from dagster import SensorResult, SkipReason
 from cart_api.runner import QueueRunner
 from cart_api.settings import Settings
 from cart_api.store import to_json
+from cart_aws.aws import AwsClients
+from cart_dev.harness import tick_dlq_sensor
+from cart_dev.seed import stored_purchases
 from cart_lakehouse.dlq import DlqTriage
 from cart_lakehouse.lake import Lake
 from cart_lakehouse.partitions import Hour
 from cart_lakehouse.sensors.dlq import DlqCursor
-from infra.aws import AwsClients
-from infra.demo import tick_dlq_sensor
-from infra.seed import stored_purchases
 from tests.cart_lakehouse.sensors.test_alerts import alerts, subscribe_alerts
 from tests.conftest import queue_depth, receive_all
 

@@ -7,12 +7,12 @@ from pathlib import Path
 from dagster import DagsterInstance, SensorResult, SkipReason, build_sensor_context, materialize
 
 from cart_api.settings import Settings
+from cart_aws.aws import AwsClients
+from cart_dev.seed import put_purchases, stored_purchases
 from cart_lakehouse.assets.bronze import bronze_purchases
 from cart_lakehouse.partitions import Hour
 from cart_lakehouse.resources import AwsResource, LakeResource
 from cart_lakehouse.sensors.late_data import closed_hours, late_data
-from infra.aws import AwsClients
-from infra.seed import put_purchases, stored_purchases
 
 NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 HOUR, UNMATERIALIZED = Hour(NOW - timedelta(hours=3)), Hour(NOW - timedelta(hours=4))

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 
 from cart_api.settings import Settings
-from infra.aws import AwsClients
-from infra.provision import main, provision
-from infra.resources import cart_stack
+from cart_aws.aws import AwsClients
+from cart_aws.provision import main, provision
+from cart_aws.resources import cart_stack
 
 
 def test_provisioning_twice_changes_nothing(settings: Settings) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 from cart_api.models import PURCHASES, Purchase
 from cart_api.store import format_timestamp, to_item
 from cart_api.traffic import generate_requests
-from infra.aws import AwsClients
+from cart_aws.aws import AwsClients
 
 
 def stored_purchases(hour_start: datetime, count: int, seed: int = 0) -> list[dict[str, Any]]:

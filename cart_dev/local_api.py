@@ -9,7 +9,7 @@ from types import TracebackType
 import uvicorn
 from fastapi import FastAPI
 
-from infra.local_aws import answers, free_port
+from cart_dev.local_aws import answers, free_port
 
 
 class ApiServer:

@@ -16,8 +16,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from infra.aws import AwsClients
-from infra.resources import (
+from cart_aws.aws import AwsClients
+from cart_aws.resources import (
     Bucket,
     GlueDatabase,
     Queue,
@@ -28,7 +28,7 @@ from infra.resources import (
     Topic,
     cart_stack,
 )
-from infra.settings import AwsSettings
+from cart_aws.settings import AwsSettings
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from cart_dev.local_aws import answers, free_port
+from cart_dev.supervisor import history_hours, history_seed
 from cart_lakehouse.layout import GOLD_TABLES, PRODUCTS_FILE, bronze_file
 from cart_lakehouse.partitions import Hour
-from infra.dev import history_hours, history_seed
-from infra.local_aws import answers, free_port
 
 HISTORY_HOURS, PER_HOUR = 2, 20
 
@@ -30,7 +30,7 @@ def test_run_command_brings_the_stack_up_stores_the_seed_traffic_and_materialize
         [
             sys.executable,
             "-m",
-            "infra.dev",
+            "cart_dev.supervisor",
             "--once",
             "--traffic",
             "30",

@@ -27,10 +27,10 @@ from types import FrameType
 from typing import Any
 from urllib.parse import urlparse
 
-from infra.aws import AwsClients
-from infra.local_aws import MotoServer, answers, stop_process_group
-from infra.provision import format_changes, provision
-from infra.settings import AwsSettings
+from cart_aws.aws import AwsClients
+from cart_aws.provision import format_changes, provision
+from cart_aws.settings import AwsSettings
+from cart_dev.local_aws import MotoServer, answers, stop_process_group
 
 
 @dataclass
@@ -308,8 +308,8 @@ def bootstrap_lakehouse(
     With ``--once`` it waits for both runs, otherwise only for products (silver reads them)."""
     from botocore.exceptions import BotoCoreError, ClientError
 
+    from cart_dev.seed import put_purchases, stored_purchases
     from cart_lakehouse.settings import LakeSettings
-    from infra.seed import put_purchases, stored_purchases
 
     lake = LakeSettings(aws_endpoint_url=f"http://127.0.0.1:{args.aws_port}")
     hours, note = history_hours(datetime.now(UTC), args.history_hours, lake.partitions_start)

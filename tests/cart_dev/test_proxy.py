@@ -10,8 +10,8 @@ import botocore.exceptions
 import pytest
 
 from cart_api.settings import Settings
-from infra.aws import AwsClients
-from infra.proxy import Call, FaultProxy, identify, main
+from cart_aws.aws import AwsClients
+from cart_dev.proxy import Call, FaultProxy, identify, main
 
 
 @pytest.fixture

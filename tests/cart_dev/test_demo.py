@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.demo import main
+from cart_dev.demo import main
 
 
 def test_the_demo_reconciles_to_zero_loss(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

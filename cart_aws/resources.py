@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from infra.settings import AwsSettings
+from cart_aws.settings import AwsSettings
 
 
 @dataclass(frozen=True)

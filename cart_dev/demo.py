@@ -20,93 +20,44 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import random
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from dagster import DagsterInstance, RunRequest, SensorResult, SkipReason, build_sensor_context
+from dagster import RunRequest
 
 from cart_api.app import create_app
 from cart_api.deps import get_clock
 from cart_api.runner import QueueRunner
 from cart_api.settings import Settings
 from cart_api.traffic import TrafficConfig, TrafficReport, run_traffic
+from cart_aws.aws import AwsClients
+from cart_aws.provision import provision
+from cart_dev.harness import POISON_PREFIX, hour_clock, poison_messages, run_sensor_until_done, settle
+from cart_dev.local_api import ApiServer
+from cart_dev.local_aws import MotoServer
+from cart_dev.proxy import FaultProxy
 from cart_lakehouse.checks.reconciliation import read_files
 from cart_lakehouse.lake import Lake
 from cart_lakehouse.layout import GOLD_TABLES
 from cart_lakehouse.ledger import Entry, balanced, ledger, quarantined_dlq_records, render
 from cart_lakehouse.local import local_resources, materialize_hours
 from cart_lakehouse.partitions import Hour
-from cart_lakehouse.resources import AwsResource, LakeResource
-from cart_lakehouse.sensors.dlq import DlqCursor, dlq_redrive
-from infra.aws import AwsClients
-from infra.local_api import ApiServer
-from infra.local_aws import MotoServer
-from infra.provision import provision
-from infra.proxy import FaultProxy
 
 API_KEY = "demo-key"
-POISON_PREFIX = "00000000-0000-4000-8000-"  # the ids of the demo's contract-breaking messages
 
 
 def step(message: str) -> None:
     print(f"==> {message}", flush=True)
 
 
-def hour_clock(hour: Hour, seed: int) -> Callable[[], datetime]:
-    """A clock that reads a random moment of ``hour`` (seeded): the API stamps purchases into it."""
-    rng = random.Random(seed)
-    return lambda: hour.start + timedelta(microseconds=rng.randrange(3_600_000_000))
-
-
-def settle(runner: QueueRunner, clients: AwsClients, timeout: float = 120.0) -> None:
-    """Run the worker until the purchases queue is empty (retried messages included)."""
-    deadline = time.monotonic() + timeout
-    while clients.queue_depth(runner.settings.purchases_queue):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"the purchases queue did not drain within {timeout:.0f} s")
-        runner.poll_once()
-
-
-def tick_dlq_sensor(settings: Settings, lake_root: str, cursor: str | None) -> SensorResult | SkipReason:
-    """One evaluation of the real ``dlq_redrive`` sensor, as the Dagster daemon would run it."""
-    context = build_sensor_context(
-        cursor=cursor,
-        instance=DagsterInstance.ephemeral(),
-        resources={
-            "aws": AwsResource(aws_endpoint_url=settings.aws_endpoint_url, aws_region=settings.aws_region),
-            "lake": LakeResource(
-                root=lake_root, aws_endpoint_url=settings.aws_endpoint_url, aws_region=settings.aws_region
-            ),
-        },
-    )
-    result = dlq_redrive(context)
-    assert isinstance(result, SensorResult | SkipReason)
-    return result
-
-
-def run_sensor_until_done(
-    settings: Settings, runner: QueueRunner, clients: AwsClients, lake_root: str, ticks: int = 10
-) -> list[RunRequest]:
-    """Tick the DLQ sensor, letting the worker store what it redrives, until nothing is pending."""
-    cursor: str | None = None
-    requests: list[RunRequest] = []
-    for _ in range(ticks):
-        result = tick_dlq_sensor(settings, lake_root, cursor)
-        if isinstance(result, SensorResult):
-            requests += list(result.run_requests or [])
-            cursor = result.cursor
-        settle(runner, clients)
-        if not DlqCursor.parse(cursor).pending and clients.queue_depth(settings.purchases_dlq) == 0:
-            return requests
-    raise TimeoutError(f"the DLQ sensor still had work after {ticks} ticks")
+def progress(message: str) -> None:
+    print(f"    {message}", flush=True)
 
 
 @dataclass
@@ -133,22 +84,6 @@ def local_aws(settings_changes: dict[str, Any], seed: int) -> Iterator[tuple[Set
         yield settings, proxy
 
 
-def poison_messages(clients: AwsClients, settings: Settings, count: int, hour: Hour) -> None:
-    """Contract-breaking messages published straight to SNS, as a broken producer would."""
-    arn = clients.topic_arn(settings.purchases_topic)
-    for i in range(count):
-        body = {
-            "purchase_id": f"{POISON_PREFIX}{i:012d}",
-            "buyer_id": f"B{i:06d}",
-            "product_id": "P0001",
-            "number_of_installments": 99,  # the contract allows 1..24
-            "total_amount": -5.0,  # and positive amounts only
-            "purchase_date": hour.start.date().isoformat(),
-            "received_at": hour.start.isoformat(),
-        }
-        clients.sns.publish(TopicArn=arn, Message=json.dumps(body))
-
-
 def run_demo(purchases: int, invalid_share: float, poison: int, lake_root: str, seed: int = 7) -> DemoResult:
     hour = Hour(datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1))
     changes = {"api_keys": {"demo": API_KEY}, "max_receive_count": 2, "visibility_timeout": 2}
@@ -170,14 +105,14 @@ def run_demo(purchases: int, invalid_share: float, poison: int, lake_root: str, 
             poison_messages(clients, settings, poison, hour)
             result.poison = poison
             step("Worker: retries each throttled purchase, then dead-letters it after maxReceiveCount")
-            settle(worker, clients)
+            settle(worker, clients, report=progress)
             proxy.clear()
             step(f"DynamoDB recovers: {purchases - half} more purchases flow normally")
             config = TrafficConfig(
                 api.url, API_KEY, count=purchases - half, invalid_share=invalid_share, seed=seed + 1, progress=False
             )
             result.reports.append(asyncio.run(run_traffic(config)))
-            settle(worker, clients)
+            settle(worker, clients, report=progress)
         for report in result.reports:
             print(f"    {report.summary()}", flush=True)
             result.accepted += report.accepted_ids
@@ -189,7 +124,7 @@ def run_demo(purchases: int, invalid_share: float, poison: int, lake_root: str, 
         materialize_hours(resources, [hour])
 
         step("DLQ sensor: redrive the throttled purchases, quarantine the poison, rerun the hour once stored")
-        result.sensor_runs = run_sensor_until_done(settings, worker, clients, lake_root)
+        result.sensor_runs = run_sensor_until_done(settings, worker, clients, lake_root, report=progress)
         for request in result.sensor_runs:
             key = request.partition_key or ""
             print(f"    run requested: {request.run_key} (partition {key})", flush=True)
