@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from cart_api import problems
+from cart_api import openapi, problems
 from cart_api.backend import Backend
 from cart_api.middleware import BodyLimitMiddleware
 from cart_api.models import PURCHASES
@@ -40,6 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.backend = backend
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     problems.install(app)
+    openapi.install(app)
     app.include_router(purchases.router)
     app.include_router(health.router)
     return app

@@ -36,6 +36,11 @@ class PurchaseAccepted(BaseModel):
     received_at: str = Field(description="When the API accepted the purchase (UTC).")
 
 
+class Readiness(BaseModel):
+    status: str = Field(description="'ready' when every dependency answers.")
+    checks: dict[str, str] = Field(description="Each dependency and 'ok' or why it failed.")
+
+
 class StoredPurchase(BaseModel):
     status: str = Field(default="stored", description="Always 'stored'.")
     purchase: dict[str, Any] = Field(description="The purchase as stored.")
@@ -56,3 +61,9 @@ class Problem(BaseModel):
     detail: str | None = None
     instance: str | None = None
     errors: list[FieldError] | None = None
+
+
+class NotReady(Problem):
+    """Problem details of a failed readiness check, with each dependency's check."""
+
+    checks: dict[str, str] = Field(description="Each dependency and 'ok' or why it failed.")

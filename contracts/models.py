@@ -1,9 +1,14 @@
 """Pydantic models derived from a data contract, so API and worker validation cannot drift.
 
-Every constraint comes from the contract: types and nullability, string lengths and patterns,
-numeric ranges and decimals (``multipleOf``), date minimums, and the custom
+Every constraint comes from the contract: types and nullability, string lengths, patterns and
+formats, numeric ranges and decimals (``multipleOf``), date minimums, and the custom
 ``maxDaysAfterReceipt`` rule. JSON types are taken strictly: a number sent as a string, a bool
-sent as an integer, or a timestamp sent as a date is a validation error, not a coercion.
+sent as an integer, or a timestamp sent as a date is a validation error, not a coercion. An
+integer is an integer as JSON Schema counts it, so ``3.0`` is ``3`` (``2.5`` is refused).
+
+The models' JSON Schema (the API's OpenAPI document) carries every limit JSON Schema can express;
+the date bounds it cannot express for strings are stated in the field's description, generated
+from the same options (``date_rules``).
 """
 
 from __future__ import annotations
@@ -46,6 +51,14 @@ def _json_number(value: Any) -> Any:
     return value
 
 
+def _json_integer(value: Any) -> Any:
+    # JSON Schema's "integer" is any number with a zero fractional part, so 3.0 is 3; anything
+    # else (2.5, "3", true) goes on to the strict int check and is refused there as int_type
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 def _iso_date(value: Any) -> Any:
     if isinstance(value, date) and not isinstance(value, datetime):
         return value
@@ -72,6 +85,19 @@ def _bounds(options: dict[str, Any], convert: Callable[[Any], Any] = lambda v: v
     return {pyd: convert(options[odcs]) for odcs, pyd in names.items() if odcs in options}
 
 
+def date_rules(column: Column) -> str:
+    """The date bounds of a date column, in words: JSON Schema cannot bound a date string."""
+    o, rules = column.options, []
+    if "minimum" in o:
+        rules.append(f"on or after {o['minimum']}")
+    if "maximum" in o:
+        rules.append(f"on or before {o['maximum']}")
+    if "maxDaysAfterReceipt" in column.custom:
+        days = int(column.custom["maxDaysAfterReceipt"])
+        rules.append(f"not more than {days} day(s) after the day it is received (UTC)")
+    return f"Must be {' and '.join(rules)}." if rules else ""
+
+
 def annotation_for(column: Column) -> Any:
     """The pydantic type (with constraints) of one contract column."""
     o = column.options
@@ -86,10 +112,11 @@ def annotation_for(column: Column) -> Any:
                 StringConstraints(
                     min_length=o.get("minLength"), max_length=o.get("maxLength"), pattern=o.get("pattern")
                 ),
-                Field(**meta),
+                Field(**meta, json_schema_extra={"format": o["format"]} if "format" in o else None),
             ]
         case "integer":
-            return Annotated[int, Strict(), Field(**meta, **_bounds(o))]
+            # the bounds before the validator, so they constrain the int schema (and show in its JSON Schema)
+            return Annotated[int, Strict(), Field(**meta, **_bounds(o)), BeforeValidator(_json_integer)]
         case "number":
             bounds = _bounds(o, lambda v: v if isinstance(v, int) else Decimal(str(v)))
             json_schema = {"type": "number", **meta}
@@ -102,10 +129,18 @@ def annotation_for(column: Column) -> Any:
                 WithJsonSchema(json_schema),
             ]
         case "date":
+            rules = date_rules(column)
+            json_schema = {
+                "type": "string",
+                "format": "date",
+                **meta,
+                "description": f"{column.description} {rules}".strip(),
+            }
             return Annotated[
                 date,
                 BeforeValidator(_iso_date),
-                Field(**meta, json_schema_extra={"format": "date"}, **_bounds(o, date.fromisoformat)),
+                Field(**_bounds(o, date.fromisoformat)),
+                WithJsonSchema(json_schema),
             ]
         case "timestamp":
             base = AwareDatetime if o.get("timezone") else datetime

@@ -3,11 +3,14 @@ services a purchase needs (SNS, DynamoDB) answer."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from cart_api.deps import ReadinessDep
+from cart_api.models import NotReady, Readiness
+from cart_api.openapi import problem
+from cart_api.problems import PROBLEM_JSON
 
 router = APIRouter(tags=["operations"])
 
@@ -20,9 +23,20 @@ async def health() -> dict[str, str]:
 @router.get(
     "/ready",
     summary="Readiness: SNS and DynamoDB answer",
-    responses={503: {"description": "A dependency does not answer; the failing check says why."}},
+    response_model=Readiness,
+    responses={503: problem("A dependency does not answer; its check says why.", model=NotReady)},
 )
-async def ready(probe: ReadinessDep) -> JSONResponse:
+async def ready(request: Request, probe: ReadinessDep) -> Readiness | JSONResponse:
     checks = await run_in_threadpool(probe)
-    ok = all(v == "ok" for v in checks.values())
-    return JSONResponse({"status": "ready" if ok else "not ready", "checks": checks}, status_code=200 if ok else 503)
+    failing = {name: reason for name, reason in checks.items() if reason != "ok"}
+    if not failing:
+        return Readiness(status="ready", checks=checks)
+    body = NotReady(
+        type="/problems/not-ready",
+        title="Not ready",
+        status=503,
+        detail="; ".join(f"{name}: {reason}" for name, reason in failing.items()),
+        instance=request.url.path,
+        checks=checks,
+    )
+    return JSONResponse(body.model_dump(exclude_none=True), status_code=503, media_type=PROBLEM_JSON)

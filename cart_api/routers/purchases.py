@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from botocore.exceptions import BotoCoreError, ClientError
 from fastapi import APIRouter, Depends, Header, HTTPException, Path, Request, Response
@@ -13,7 +13,8 @@ from fastapi.concurrency import run_in_threadpool
 
 from cart_api.deps import Client, ClockDep, IdempotencyDep, LimitedClient, LookupDep, PublisherDep, require_json
 from cart_api.idempotency import IdempotencyUnavailable, fingerprint
-from cart_api.models import PURCHASES, Problem, Purchase, PurchaseAccepted, PurchaseRequest, StoredPurchase
+from cart_api.models import PURCHASES, Purchase, PurchaseAccepted, PurchaseRequest, StoredPurchase
+from cart_api.openapi import RETRY_AFTER, problem
 from cart_api.publisher import OutgoingMessage, PublishError
 from cart_api.store import format_timestamp, ingest_hour, plain, to_json
 
@@ -23,8 +24,16 @@ router = APIRouter(prefix="/purchases", tags=["purchases"])
 UUID_PATTERN = PURCHASES.column("purchase_id").options["pattern"]
 
 
-def _problem(description: str) -> dict[str, Any]:
-    return {"model": Problem, "description": description, "content": {"application/problem+json": {}}}
+UNAUTHORIZED = problem(
+    "Missing or invalid API key",
+    headers={
+        "WWW-Authenticate": {
+            "description": "The scheme to use: ApiKey.",
+            "required": True,
+            "schema": {"type": "string"},
+        }
+    },
+)
 
 
 def build_message(purchase: PurchaseRequest, purchase_id: str, received_at: str) -> OutgoingMessage:
@@ -57,14 +66,31 @@ def build_message(purchase: PurchaseRequest, purchase_id: str, received_at: str)
     ),
     dependencies=[Depends(require_json)],
     responses={
-        400: _problem("Malformed JSON"),
-        401: _problem("Missing or invalid API key"),
-        409: _problem("A request with the same Idempotency-Key is in progress"),
-        413: _problem("Request body too large"),
-        415: _problem("Body is not application/json"),
-        422: _problem("The purchase breaks the contract (each field and reason are listed)"),
-        429: _problem("Too many requests from this API key: retry after Retry-After seconds"),
-        503: _problem("SNS (or the idempotency table) did not answer: nothing was accepted, retry"),
+        202: {
+            "description": "Accepted: SNS has the purchase (or this is a replay of an accepted one)",
+            "headers": {
+                "Location": {
+                    "description": "The status URL of the purchase.",
+                    "required": True,
+                    "schema": {"type": "string"},
+                },
+                "Idempotent-Replayed": {
+                    "description": "Sent on a replay: the first answer to this Idempotency-Key and body.",
+                    "schema": {"type": "string", "enum": ["true"]},
+                },
+            },
+        },
+        400: problem("Malformed JSON"),
+        401: UNAUTHORIZED,
+        409: problem("A request with the same Idempotency-Key is in progress", headers=RETRY_AFTER),
+        413: problem("Request body too large"),
+        415: problem("Body is not application/json"),
+        422: problem(
+            "The purchase breaks the contract (each field and reason are listed), or the "
+            "Idempotency-Key was used before with another body"
+        ),
+        429: problem("Too many requests from this API key: retry after Retry-After seconds", headers=RETRY_AFTER),
+        503: problem("SNS (or the idempotency table) did not answer: nothing was accepted, retry", headers=RETRY_AFTER),
     },
 )
 async def create_purchase(
@@ -126,7 +152,11 @@ def _accepted(request: Request, response: Response, purchase_id: str, received_a
     "/{purchase_id}",
     name="get_purchase",
     summary="Look up a stored purchase",
-    responses={401: _problem("Missing or invalid API key"), 404: _problem("Not stored (yet)")},
+    responses={
+        401: UNAUTHORIZED,
+        404: problem("Not stored (yet)"),
+        422: problem("The purchase id is not a UUID as POST /purchases returns them"),
+    },
 )
 async def read_purchase(
     purchase_id: Annotated[str, Path(pattern=UUID_PATTERN, description="The id returned by POST /purchases.")],

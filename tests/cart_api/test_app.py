@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from cart_api import deps
 from cart_api.app import create_app
 from cart_api.idempotency import IdempotencyConflict, IdempotencyInProgress
-from cart_api.models import Purchase
+from cart_api.models import PURCHASES, Purchase
 from cart_api.ratelimit import TokenBucketLimiter
 from cart_api.settings import Settings
 from tests.cart_api.fakes import RaisingIdempotencyStore, RecordingPublisher
@@ -222,6 +222,66 @@ def test_openapi_documents_the_contract_auth_and_problems(client: TestClient) ->
     assert request_schema["properties"]["number_of_installments"]["maximum"] == 24
     assert spec["components"]["securitySchemes"]["APIKeyHeader"]["name"] == "X-API-Key"
     assert client.get("/docs").status_code == 200
+
+
+def test_every_error_response_is_documented_as_problem_details(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    schemas = spec["components"]["schemas"]
+    errors = {
+        (method, path, status): response
+        for path, item in spec["paths"].items()
+        for method, operation in item.items()
+        for status, response in operation["responses"].items()
+        if status[0] in "45"
+    }
+    assert ("get", "/purchases/{purchase_id}", "422") in errors  # FastAPI's own 422, as the API answers it
+    assert ("get", "/ready", "503") in errors
+    for where, response in errors.items():
+        assert list(response["content"]) == ["application/problem+json"], where
+        name = response["content"]["application/problem+json"]["schema"]["$ref"].rsplit("/", 1)[-1]
+        assert set(schemas[name]["required"]) >= {"title", "status"}, where  # Problem or an extension of it
+    assert "HTTPValidationError" not in schemas
+    post = spec["paths"]["/purchases"]["post"]["responses"]
+    assert post["202"]["headers"]["Location"]["required"] is True
+    assert post["503"]["headers"]["Retry-After"]["required"] is True
+
+
+def test_request_schema_states_the_contract_limits(client: TestClient) -> None:
+    request = client.get("/openapi.json").json()["components"]["schemas"]["PurchaseRequest"]
+    fields = request["properties"]
+    assert request["additionalProperties"] is False
+    assert request["required"] == [c.name for c in PURCHASES.columns() if c.source == "client"]
+    for name in ("buyer_id", "product_id"):
+        options = PURCHASES.column(name).options
+        assert {k: fields[name][k] for k in ("minLength", "maxLength", "pattern")} == {
+            k: options[k] for k in ("minLength", "maxLength", "pattern")
+        }
+    assert (fields["number_of_installments"]["minimum"], fields["number_of_installments"]["maximum"]) == (1, 24)
+    assert {k: fields["total_amount"][k] for k in ("exclusiveMinimum", "maximum", "multipleOf")} == {
+        "exclusiveMinimum": 0,
+        "maximum": 1000000,
+        "multipleOf": 0.01,
+    }
+    date_field = fields["purchase_date"]
+    assert date_field["format"] == "date"
+    # JSON Schema cannot bound a date string: the bounds are in the description
+    assert "on or after 2020-01-01" in date_field["description"]
+    assert "not more than 1 day(s) after the day it is received" in date_field["description"]
+
+
+def test_ready_answers_problem_details_when_a_dependency_is_down(client: TestClient) -> None:
+    client.app.dependency_overrides[deps.get_readiness_probe] = lambda: lambda: {"sns": "ok", "dynamodb": "down"}  # type: ignore[attr-defined]
+    response = client.get("/ready")
+    assert response.status_code == 503
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json() == {
+        "type": "/problems/not-ready",
+        "title": "Not ready",
+        "status": 503,
+        "detail": "dynamodb: down",
+        "instance": "/ready",
+        "checks": {"sns": "ok", "dynamodb": "down"},
+    }
 
 
 def test_settings_refuse_the_dev_key_on_real_aws() -> None:

@@ -46,6 +46,22 @@ def test_request_model_has_exactly_the_client_fields_with_the_contract_constrain
                 assert prop[json_key] == col.options[odcs_key], (col.name, odcs_key)
 
 
+def test_an_integral_json_number_is_an_integer_as_json_schema_counts_it() -> None:
+    parsed = PurchaseRequest.model_validate(_request(number_of_installments=3.0))
+    assert parsed.number_of_installments == 3  # type: ignore[attr-defined]
+    assert type(parsed.number_of_installments) is int  # type: ignore[attr-defined]
+
+
+def test_date_bounds_json_schema_cannot_state_are_in_the_description() -> None:
+    prop = PurchaseRequest.model_json_schema()["properties"]["purchase_date"]
+    assert prop["format"] == "date"
+    assert "ge" not in prop  # not a JSON Schema keyword
+    assert "minimum" not in prop  # applies to numbers, not to date strings
+    assert prop["description"].endswith(
+        "Must be on or after 2020-01-01 and not more than 1 day(s) after the day it is received (UTC)."
+    )
+
+
 def test_full_model_covers_every_contract_column() -> None:
     assert set(Purchase.model_fields) == {c.name for c in load_contract("purchases").columns()}
 
