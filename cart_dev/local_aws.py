@@ -35,10 +35,17 @@ def answers(url: str, timeout: float = 0.5) -> bool:
 class MotoServer:
     """A moto server in its own process group, so stopping it stops everything it started."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int | None = None, log_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        log_path: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.host = host
         self.port = port or free_port(host)
         self.log_path = log_path
+        self.env = env or {}  # extra environment of the server (moto's MOTO_* switches)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -57,7 +64,7 @@ class MotoServer:
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env={**os.environ, "MOTO_ALLOW_NONEXISTENT_REGION": "false"},
+            env={**os.environ, "MOTO_ALLOW_NONEXISTENT_REGION": "false", **self.env},
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
