@@ -1,4 +1,4 @@
-"""Stored purchases for an ingest hour, written straight to DynamoDB (tests and benchmarks).
+"""Stored purchases for an ingest hour, written straight to DynamoDB (tests, benchmarks, cart-dev's history).
 
 The API is the way purchases come in; this writes what the worker would have stored, for
 volumes (100k an hour) and for hours in the past that the API cannot produce.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import random
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -60,3 +60,42 @@ def put_purchases(aws: AwsClients, table: str, purchases: Iterable[dict[str, Any
     with ThreadPoolExecutor(max_workers=threads) as pool:
         list(pool.map(write, chunks))
     return len(items)
+
+
+def ingest_hour_key(hour_start: datetime) -> str:
+    """The ``ingest_hour`` value (the GSI's partition key) of the hour starting at ``hour_start``."""
+    return hour_start.astimezone(UTC).strftime("%Y-%m-%dT%H")
+
+
+def hour_holds_purchases(aws: AwsClients, table: str, index: str, hour_start: datetime) -> bool:
+    """True when the ingest-hour index has at least one purchase for the hour (a Query, never a Scan)."""
+    answer = aws.dynamodb.query(
+        TableName=table,
+        IndexName=index,
+        KeyConditionExpression="ingest_hour = :hour",
+        ExpressionAttributeValues={":hour": {"S": ingest_hour_key(hour_start)}},
+        Select="COUNT",
+        Limit=1,
+    )
+    return int(answer.get("Count", 0)) > 0
+
+
+def seed_empty_hours(
+    aws: AwsClients,
+    table: str,
+    index: str,
+    hours: Iterable[datetime],
+    per_hour: int,
+    seed_of: Callable[[datetime], int],
+) -> tuple[dict[datetime, int], list[datetime]]:
+    """Write ``per_hour`` seeded purchases into each of ``hours`` that holds none yet, so seeded
+    history never mixes with, or replaces, purchases that came in (or a previous seeding); returns
+    (purchases written per hour, hours left as they were)."""
+    written: dict[datetime, int] = {}
+    kept: list[datetime] = []
+    for hour in hours:
+        if hour_holds_purchases(aws, table, index, hour):
+            kept.append(hour)
+        else:
+            written[hour] = put_purchases(aws, table, stored_purchases(hour, per_hour, seed_of(hour)))
+    return written, kept

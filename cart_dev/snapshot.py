@@ -18,7 +18,8 @@ makes them all visible again at once. Messages a consumer holds at that moment (
 invisible; ``settle_seconds`` waits for them to be deleted or to come back (at most the queue's
 visibility timeout once the consumers are stopped), which is what a clean stop does. A receive
 counts towards the redrive policy: a message at its last allowed receive moves to the DLQ, which
-is captured after the queue, so it is kept, there. A restored message is a new message (new id,
+is captured after the queue, so it is kept, there; and periodic snapshots leave out the purchases
+queue, which the worker drains within moments (see ``take``). A restored message is a new message (new id,
 receive count 0) with the same body and message attributes; restoring is idempotent: a message
 already in the queue with the same body and attributes is not sent again.
 """
@@ -64,6 +65,8 @@ class Targets:
     tables: tuple[str, ...]
     queues: tuple[str, ...]
     buckets: tuple[str, ...]
+    # queues with a consumer and a redrive policy: captured only when asked (see ``take``)
+    consumed: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, settings: AwsSettings) -> Targets:
@@ -71,6 +74,7 @@ class Targets:
             tables=(settings.purchases_table, settings.idempotency_table),
             queues=(settings.purchases_queue, settings.purchases_dlq),
             buckets=(settings.lake_bucket,),
+            consumed=(settings.purchases_queue,),
         )
 
 
@@ -101,21 +105,27 @@ class Summary:
 # ---- taking a snapshot ----
 
 
-def take(aws: AwsClients, targets: Targets, path: Path, *, settle_seconds: float = 0.0) -> Summary:
+def take(
+    aws: AwsClients, targets: Targets, path: Path, *, settle_seconds: float = 0.0, consumed: bool = True
+) -> Summary:
     """Write a snapshot of ``targets`` to ``path`` atomically (temporary file, fsync, rename).
 
     ``settle_seconds``: first wait up to this long for messages in flight to leave flight (use it
     once the consumers are stopped); those still in flight are reported in ``Summary.in_flight``.
+    ``consumed=False`` leaves out the queues a consumer is working on (``Targets.consumed``):
+    while the worker is down, messages wait there, and a receive by each periodic snapshot would
+    use up their receives until the redrive policy moved them to the DLQ.
     """
     started = time.monotonic()
     summary = Summary(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        in_flight = _settle(aws, targets.queues, settle_seconds)
+        queues = [q for q in targets.queues if consumed or q not in targets.consumed]
+        in_flight = _settle(aws, queues, settle_seconds)
         # queues first: a message the worker stores while the tables are scanned is then in both
         # (stored again, idempotently, after a restore) instead of in neither
-        messages = {queue: _capture_queue(aws, queue) for queue in targets.queues}
+        messages = {queue: _capture_queue(aws, queue) for queue in queues}
         with temporary.open("wb") as raw:
             with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1, mtime=0) as packed:
                 out = _LineWriter(packed)

@@ -1,10 +1,13 @@
 """``make run``: the whole system on this machine, on its embedded defaults (``cart-dev``).
 
-Starts the local AWS (a moto server), provisions every resource, starts the API and the worker
-as child processes in their own process groups, seeds traffic so data is seen flowing, starts
-``dagster dev`` and bootstraps the lakehouse (a few closed hours of purchases written to DynamoDB
-and materialized through Dagster's GraphQL API, so the asset graph is not empty), prints where
-everything is, and stops it all on Ctrl-C (or SIGTERM).
+Starts the local AWS (a moto server), provisions every resource, restores the last snapshot of the
+local AWS (``cart_dev.snapshot``), starts the API and the worker as child processes in their own
+process groups, seeds traffic so data is seen flowing, starts ``dagster dev`` (with a run queue)
+and bootstraps the lakehouse (a few closed hours of purchases written to DynamoDB, into hours that
+hold none, and materialized through Dagster's GraphQL API, so the asset graph is not empty), prints
+where everything is, then supervises: a child that exits is restarted with backoff (up to a limit
+a minute), snapshots are taken periodically, and on Ctrl-C (or SIGTERM), or if the local AWS
+itself exits, everything is stopped after a final snapshot.
 """
 
 from __future__ import annotations
@@ -13,13 +16,16 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,14 +36,71 @@ from urllib.parse import urlparse
 from cart_aws.aws import AwsClients
 from cart_aws.provision import format_changes, provision
 from cart_aws.settings import AwsSettings
+from cart_dev import snapshot
 from cart_dev.local_aws import MotoServer, answers, stop_process_group
+
+RESTART_WINDOW_SECONDS = 60.0
+MAX_BACKOFF_SECONDS = 30.0
+
+
+def note(log: Path, message: str) -> None:
+    """A supervisor line on the console and at the end of a child's log."""
+    print(f"==> {message}", flush=True)
+    try:
+        with log.open("a") as out:
+            out.write(f"[cart-dev {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC] {message}\n")
+    except OSError:
+        pass
 
 
 @dataclass
 class Child:
+    """A supervised child process: how to start it again, and its recent restarts."""
+
     name: str
-    process: subprocess.Popen[bytes]
+    args: list[str]
+    env: dict[str, str]
     log: Path
+    process: subprocess.Popen[bytes]
+    restarts: deque[float] = field(default_factory=deque)
+    restart_at: float | None = None
+    gave_up: bool = False
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:  # the child keeps its own descriptor
+            self.process = subprocess.Popen(
+                self.args, stdout=out, stderr=subprocess.STDOUT, env=self.env, start_new_session=True, cwd=os.getcwd()
+            )
+
+    def supervise(self, now: float, max_restarts: int) -> None:
+        """Restart the child if it has exited: after a backoff (1, 2, 4 … s, up to 30 s) that grows
+        with its restarts in the last minute; after ``max_restarts`` of them, give up on it."""
+        if self.gave_up or self.process.poll() is None:
+            return
+        if self.restart_at is None:
+            while self.restarts and now - self.restarts[0] > RESTART_WINDOW_SECONDS:
+                self.restarts.popleft()
+            code = self.process.returncode
+            if len(self.restarts) >= max_restarts:
+                self.gave_up = True
+                note(
+                    self.log,
+                    f"{self.name} exited ({code}) after {len(self.restarts)} restarts within a minute; "
+                    f"giving up on it (the rest keeps running). Last lines of {self.log}:\n{tail(self.log)}",
+                )
+                return
+            delay = min(2.0 ** len(self.restarts), MAX_BACKOFF_SECONDS)
+            self.restart_at = now + delay
+            note(
+                self.log,
+                f"{self.name} exited ({code}); restarting it in {delay:.0f} s "
+                f"(restart {len(self.restarts) + 1} of at most {max_restarts} a minute); see {self.log}",
+            )
+        if now >= self.restart_at:
+            self.restarts.append(now)
+            self.restart_at = None
+            self.start()
+            note(self.log, f"{self.name} restarted (pid {self.process.pid})")
 
 
 @dataclass
@@ -54,19 +117,70 @@ class DevStack:
 
     def spawn(self, name: str, args: list[str], env: dict[str, str]) -> Child:
         log = self.logs / f"{name}.log"
-        out = log.open("ab")
-        process = subprocess.Popen(
-            args, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True, cwd=os.getcwd()
-        )
-        child = Child(name, process, log)
+        with log.open("ab") as out:
+            process = subprocess.Popen(
+                args, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True, cwd=os.getcwd()
+            )
+        child = Child(name, args, env, log, process)
         self.children.append(child)
+        step(f"{name}: started (pid {process.pid})")
         return child
 
-    def stop(self) -> None:
+    def stop_children(self) -> None:
         for child in reversed(self.children):
             stop_process_group(child.process)
+
+    def stop(self) -> None:
+        self.stop_children()
         if self.moto:
             self.moto.stop()
+
+
+class Snapshots:
+    """Snapshots of the local AWS into ``path``: every ``interval`` seconds on a thread, and on
+    demand (the final one); one at a time. Successes go to ``log``, failures also to the console."""
+
+    def __init__(self, aws: AwsClients, targets: snapshot.Targets, path: Path, interval: float, log: Path) -> None:
+        self.aws, self.targets, self.path, self.interval, self.log = aws, targets, path, interval, log
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.last_at: datetime | None = None
+        self._failing = False
+
+    def take(self, settle_seconds: float = 0.0, consumed: bool = True) -> snapshot.Summary:
+        with self._lock:
+            summary = snapshot.take(self.aws, self.targets, self.path, settle_seconds=settle_seconds, consumed=consumed)
+            self.last_at = datetime.now(UTC)
+            self._write_log(f"snapshot: {summary.describe()}")
+            return summary
+
+    def start(self) -> None:
+        if self.interval > 0:
+            self._thread = threading.Thread(target=self._loop, name="snapshots", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.take(consumed=False)  # the purchases queue: only in the final snapshot
+                if self._failing:
+                    print("==> Snapshots of the local AWS work again", flush=True)
+                self._failing = False
+            except snapshot.SnapshotError as exc:
+                if not self._failing:  # once per run of failures, not every interval
+                    print(f"warning: {exc}; the previous snapshot is kept", file=sys.stderr, flush=True)
+                self._failing = True
+                self._write_log(f"failed: {exc}")
+
+    def _write_log(self, message: str) -> None:
+        with self.log.open("a") as out:
+            out.write(f"[{datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC] {message}\n")
 
 
 def step(message: str) -> None:
@@ -146,6 +260,12 @@ def history_hours(now: datetime, count: int, partitions_start: str) -> tuple[lis
         f"{len(hours)} of the {count} hours asked for: the hourly partitions start at {partitions_start} "
         "(CART_PARTITIONS_START)"
     )
+
+
+def span_of(hours: Sequence[datetime]) -> str:
+    """``first..last`` partition keys of sorted hours (one key for one hour, empty for none)."""
+    keys = [hour.strftime(PARTITION_FORMAT) for hour in hours]
+    return keys[0] if len(keys) == 1 else f"{keys[0]}..{keys[-1]}" if keys else ""
 
 
 def history_seed(seed: int, hour: datetime) -> int:
@@ -303,32 +423,47 @@ def wait_for_run(dagster_url: str, run_id: str, what: str, timeout: float, dagst
 def bootstrap_lakehouse(
     args: argparse.Namespace, aws: AwsClients, table: str, dagster_url: str, dagster: Child
 ) -> list[tuple[str, str]]:
-    """Write past, closed hours of purchases to DynamoDB, then materialize reference/products and
-    (in one run) those hours from bronze to gold; returns (what, run URL) of the runs launched.
-    With ``--once`` it waits for both runs, otherwise only for products (silver reads them)."""
+    """Write past, closed hours of purchases to DynamoDB (only into hours that hold none), then
+    materialize reference/products and (in one run) the hours written, from bronze to gold; returns
+    (what, run URL) of the runs launched. With ``--once`` it waits for both runs, otherwise only for
+    products (silver reads them). Hours that already held purchases are left to the schedule and the
+    late-data sensor, so a restart neither changes nor recomputes them."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from cart_dev.seed import put_purchases, stored_purchases
+    from cart_dev.seed import seed_empty_hours
     from cart_lakehouse.settings import LakeSettings
 
     lake = LakeSettings(aws_endpoint_url=f"http://127.0.0.1:{args.aws_port}")
-    hours, note = history_hours(datetime.now(UTC), args.history_hours, lake.partitions_start)
+    closed, note = history_hours(datetime.now(UTC), args.history_hours, lake.partitions_start)
     if note:
         step(f"Lakehouse: {note}")
-    keys = [hour.strftime(PARTITION_FORMAT) for hour in hours]
-    span = keys[0] if len(keys) == 1 else f"{keys[0]}..{keys[-1]}" if keys else ""
-    if hours:
+    hours: list[datetime] = []
+    if closed:
         try:
-            written = sum(
-                put_purchases(aws, table, stored_purchases(hour, args.history_per_hour, history_seed(args.seed, hour)))
-                for hour in hours
+            written, kept = seed_empty_hours(
+                aws,
+                table,
+                lake.ingest_hour_index,
+                closed,
+                args.history_per_hour,
+                lambda hour: history_seed(args.seed, hour),
             )
         except (BotoCoreError, ClientError) as exc:
             raise RuntimeError(f"writing the history to DynamoDB table {table}: {exc}") from exc
-        step(
-            f"Lakehouse: wrote {written} purchases for {len(hours)} closed hour{'s' if len(hours) > 1 else ''} "
-            f"{span} (UTC) to DynamoDB table {table} (the same ones on every run: nothing is duplicated)"
-        )
+        hours = sorted(written)
+        if kept:
+            step(
+                f"Lakehouse: {len(kept)} closed hour{'s' if len(kept) > 1 else ''} {span_of(kept)} (UTC) already "
+                f"hold purchases in DynamoDB table {table}: left as they are (nothing seeded into them)"
+            )
+        if hours:
+            step(
+                f"Lakehouse: wrote {sum(written.values())} purchases for {len(hours)} closed "
+                f"hour{'s' if len(hours) > 1 else ''} {span_of(hours)} (UTC) to DynamoDB table {table} "
+                "(only into hours that held none)"
+            )
+    keys = [hour.strftime(PARTITION_FORMAT) for hour in hours]
+    span = span_of(hours)
 
     repository = repository_selector(dagster_url, LAKEHOUSE_JOB)
     runs: list[tuple[str, str]] = []
@@ -359,12 +494,45 @@ def bootstrap_lakehouse(
     return runs
 
 
+DAGSTER_YAML_MARK = "# Written by cart-dev (cart_dev/supervisor.py) on each start; edits are replaced."
+
+
+def write_dagster_yaml(home: Path, max_concurrent_runs: int) -> str:
+    """Give the local Dagster instance a run queue: at most ``max_concurrent_runs`` runs at once (the
+    schedule, the sensors and the bootstrap all launch runs; on two cores, several Spark runs at once
+    starve each other and the code server). A dagster.yaml that cart-dev did not write is left alone."""
+    path = home / "dagster.yaml"
+    if path.exists() and not path.read_text().startswith(DAGSTER_YAML_MARK):
+        return f"keeping {path} (not written by cart-dev; --max-concurrent-runs does not apply)"
+    path.write_text(
+        f"{DAGSTER_YAML_MARK}\n"
+        "# The QueuedRunCoordinator (dagster dev's default) starts queued runs up to this limit.\n"
+        f"run_queue:\n  max_concurrent_runs: {max_concurrent_runs}\n"
+    )
+    return f"at most {max_concurrent_runs} run{'s' if max_concurrent_runs > 1 else ''} at a time ({path})"
+
+
+def start_fresh(state_dir: Path, lake_root: str) -> list[Path]:
+    """Remove the state a start would pick up again: the local AWS's snapshot, Dagster's instance
+    and the lake when it is a folder inside the state directory (never one elsewhere)."""
+    removed = []
+    lake = Path(lake_root).resolve()
+    candidates = [state_dir / "aws", state_dir / "dagster"]
+    if "://" not in lake_root and lake.is_relative_to(state_dir.resolve()):
+        candidates.append(lake)
+    for path in candidates:
+        if path.exists():
+            shutil.rmtree(path)
+            removed.append(path)
+    return removed
+
+
 def run(args: argparse.Namespace) -> int:
     stack = DevStack(Path(args.state_dir), args.api_port, args.aws_port)
-    stack.logs.mkdir(parents=True, exist_ok=True)
     endpoint = f"http://127.0.0.1:{args.aws_port}"
     env = {**os.environ, "CART_AWS_ENDPOINT_URL": endpoint, "PYTHONUNBUFFERED": "1"}
     stopping = False
+    snapshots: Snapshots | None = None
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         nonlocal stopping
@@ -374,16 +542,41 @@ def run(args: argparse.Namespace) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_signal)
+    code = 0
     try:
+        if args.fresh:
+            from cart_lakehouse.settings import LakeSettings
+
+            removed = start_fresh(stack.state_dir, LakeSettings().lake_root)
+            step("Fresh start: " + (f"removed {', '.join(map(str, removed))}" if removed else "nothing to remove"))
+        stack.logs.mkdir(parents=True, exist_ok=True)
         if answers(f"{endpoint}/moto-api/"):
             step(f"Local AWS: reusing the moto server already on {endpoint}")
         else:
             step(f"Local AWS: starting a moto server on {endpoint}")
             stack.moto = MotoServer(port=args.aws_port, log_path=stack.logs / "moto.log").start()
+            assert stack.moto.process is not None
+            step(f"moto: started (pid {stack.moto.process.pid})")
 
         settings = AwsSettings(aws_endpoint_url=endpoint)
         step("Provisioning SNS, SQS (+DLQ), DynamoDB and S3 (idempotent)")
         print(format_changes(provision(settings)), flush=True)
+
+        aws = AwsClients(settings)
+        snapshot_path = stack.state_dir / "aws" / snapshot.SNAPSHOT_FILE
+        for leftover in snapshot_path.parent.glob(f".{snapshot.SNAPSHOT_FILE}.*.tmp"):
+            leftover.unlink()  # a snapshot cut short by a crash: never read
+        if not snapshot_path.exists():
+            step(f"Local AWS: no snapshot in {snapshot_path.parent}; starting empty")
+        elif stack.moto is None:
+            step(f"Local AWS: not restoring {snapshot_path}: the server was already running, with its own state")
+        else:
+            restored = snapshot.restore(aws, snapshot_path)
+            step(f"Local AWS: restored {snapshot_path}: {restored.describe()}")
+        snapshots = Snapshots(
+            aws, snapshot.Targets.of(settings), snapshot_path, args.snapshot_interval, stack.logs / "snapshots.log"
+        )
+        snapshots.start()
 
         step(f"API: starting uvicorn on http://127.0.0.1:{args.api_port}")
         api = stack.spawn(
@@ -408,7 +601,6 @@ def run(args: argparse.Namespace) -> int:
         step("Worker: starting the long-polling SQS worker")
         worker = stack.spawn("worker", [sys.executable, "-m", "cart_api.runner"], env)
 
-        aws = AwsClients(settings)
         table = settings.purchases_table
         if args.traffic:
             from cart_api.traffic import TrafficConfig, run_traffic
@@ -432,6 +624,7 @@ def run(args: argparse.Namespace) -> int:
             dagster_url = f"http://127.0.0.1:{args.dagster_port}"
             home = (stack.state_dir / "dagster").resolve()
             home.mkdir(parents=True, exist_ok=True)
+            step(f"Dagster: run queue: {write_dagster_yaml(home, args.max_concurrent_runs)}")
             step(f"Dagster: starting dagster dev on {dagster_url} (DAGSTER_HOME={home})")
             dagster = stack.spawn(
                 "dagster",
@@ -461,24 +654,55 @@ def run(args: argparse.Namespace) -> int:
                     print(f"error: lakehouse bootstrap: {exc}", file=sys.stderr, flush=True)
 
         print_banner(api_url, endpoint, stack, dagster_url, runs)
-        if args.once:
-            return 0
-        while True:
-            for child in stack.children:
-                if child.process.poll() is not None:
-                    print(f"{child.name} exited ({child.process.returncode}); last lines of {child.log}:")
-                    print(tail(child.log))
-                    return 1
-            time.sleep(1)
+        if not args.once:
+            code = supervise(stack, args.max_restarts)
     except KeyboardInterrupt:
         print("\nStopping...", flush=True)
-        return 0
     except (RuntimeError, TimeoutError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        code = 1
     finally:
-        stack.stop()
+        stopping = True
+        if snapshots:
+            snapshots.stop()
+        stack.stop_children()
+        if snapshots:
+            final_snapshot(snapshots, stack, AwsSettings(aws_endpoint_url=endpoint).visibility_timeout)
+        if stack.moto:
+            stack.moto.stop()
         step("Stopped everything this command started.")
+    return code
+
+
+def supervise(stack: DevStack, max_restarts: int, poll: Callable[[], None] = lambda: time.sleep(0.5)) -> int:
+    """Keep the children running until Ctrl-C; 1 when the local AWS (moto) exits, which ends it all."""
+    while True:
+        if stack.moto and stack.moto.process and stack.moto.process.poll() is not None:
+            note(
+                stack.logs / "moto.log",
+                f"the local AWS (moto) exited ({stack.moto.process.returncode}); stopping everything. "
+                f"Last lines of {stack.logs / 'moto.log'}:\n{tail(stack.logs / 'moto.log')}",
+            )
+            return 1
+        now = time.monotonic()
+        for child in stack.children:
+            child.supervise(now, max_restarts)
+        poll()
+
+
+def final_snapshot(snapshots: Snapshots, stack: DevStack, visibility_timeout: int) -> None:
+    """Snapshot once the consumers are stopped, waiting for messages they held to come back (at
+    most the queues' visibility timeout); if that fails (the local AWS is gone), the last one stays."""
+    moto_gone = bool(stack.moto and stack.moto.process and stack.moto.process.poll() is not None)
+    settle = 0 if moto_gone else visibility_timeout + 5
+    step(f"Snapshot of the local AWS into {snapshots.path} (waiting up to {settle} s for messages in flight)")
+    try:
+        summary = snapshots.take(settle_seconds=settle)
+    except snapshot.SnapshotError as exc:
+        kept = f"the one taken at {snapshots.last_at:%H:%M:%S} UTC" if snapshots.last_at else "the previous one, if any"
+        print(f"error: no final snapshot: {exc}; {snapshots.path} keeps {kept}", file=sys.stderr, flush=True)
+        return
+    step(f"Snapshot: {summary.describe()}")
 
 
 def print_banner(
@@ -529,8 +753,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="cart-dev",
         description=(
-            "Run the cart lakehouse locally: moto server (local AWS), provisioning, API, worker, seed traffic, "
-            "dagster dev, and a few past hours materialized from DynamoDB to gold. Ctrl-C stops everything it started."
+            "Run the cart lakehouse locally: moto server (local AWS, restored from its last snapshot), provisioning, "
+            "API, worker, seed traffic, dagster dev, and a few past hours materialized from DynamoDB to gold; "
+            "restarts a child that exits. Ctrl-C snapshots the local AWS and stops everything it started."
         ),
     )
     parser.add_argument("--api-port", type=int, default=8000, help="API port (default 8000)")
@@ -562,6 +787,35 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--once", action="store_true", help="start, seed, check, wait for the lakehouse runs, then stop (smoke test)"
+    )
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help=(
+            "start empty: remove the local AWS's snapshot, Dagster's instance and the lake (when it is inside "
+            "--state-dir) before starting"
+        ),
+    )
+    parser.add_argument(
+        "--snapshot-interval",
+        type=float,
+        default=30.0,
+        help=(
+            "seconds between snapshots of the local AWS into <state-dir>/aws/ while running (default 30; "
+            "0: only when stopping); the last one is restored on the next start"
+        ),
+    )
+    parser.add_argument(
+        "--max-restarts",
+        type=positive,
+        default=5,
+        help="restarts of a child (API, worker, Dagster) within a minute before cart-dev gives up on it (default 5)",
+    )
+    parser.add_argument(
+        "--max-concurrent-runs",
+        type=positive,
+        default=1,
+        help="Dagster runs at a time; more wait in its run queue (default 1, for two cores)",
     )
     return run(parser.parse_args(argv))
 

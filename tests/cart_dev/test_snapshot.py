@@ -143,7 +143,7 @@ def test_a_torn_or_damaged_snapshot_is_refused_whole_and_restores_nothing(
     restart(moto_server, settings)
 
     path.write_bytes(whole[: len(whole) // 2])  # cut short
-    with pytest.raises(snapshot.SnapshotError, match="incomplete or damaged.*--fresh"):
+    with pytest.raises(snapshot.SnapshotError, match=r"incomplete or damaged.*--fresh"):
         snapshot.restore(aws, path)
     lines = gzip.decompress(whole).splitlines(keepends=True)
     path.write_bytes(gzip.compress(b"".join(lines[:-1])))  # every line but its end
@@ -165,7 +165,7 @@ def test_a_snapshot_that_fails_midway_leaves_the_previous_one_intact(
     previous = path.read_bytes()
     broken = snapshot.Targets(tables=(settings.purchases_table, "no-such-table"), queues=(), buckets=())
 
-    with pytest.raises(snapshot.SnapshotError, match="no-such-table|not found"):
+    with pytest.raises(snapshot.SnapshotError, match=r"no-such-table|not found"):
         snapshot.take(aws, broken, path)  # fails after writing the purchases into its temporary file
 
     assert path.read_bytes() == previous
@@ -190,4 +190,5 @@ def test_restoring_twice_duplicates_nothing(
     assert second.skipped == {f"sqs:{settings.purchases_queue}": 12, f"sqs:{settings.purchases_dlq}": 1}
     after = state(aws, settings)
     assert {"queue": after["queue"], "dlq": after["dlq"]} == SENT
-    assert after["purchases"] == before["purchases"] and after["idempotency"] == before["idempotency"]
+    assert after["purchases"] == before["purchases"]
+    assert after["idempotency"] == before["idempotency"]

@@ -1,31 +1,125 @@
-"""``cart-dev --once``: the README's run command starts everything, seeds traffic, sees it stored,
+"""``cart-dev``: the README's run command starts everything, seeds traffic, sees it stored,
 bootstraps the lakehouse (past hours written to DynamoDB, materialized bronze → gold through
-Dagster's GraphQL API), stops."""
+Dagster's GraphQL API), stops with a snapshot of the local AWS that the next start restores, and
+supervises its children (a killed worker comes back; the loss of the local AWS stops it all)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
+import signal
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from dagster import DagsterInstance
+from dagster._core.run_coordinator import QueuedRunCoordinator
 
+from cart_api.settings import Settings
+from cart_api.traffic import TrafficConfig, TrafficReport, run_traffic
+from cart_aws.aws import AwsClients
+from cart_dev import snapshot
 from cart_dev.local_aws import answers, free_port
-from cart_dev.supervisor import history_hours, history_seed
+from cart_dev.seed import hour_holds_purchases, ingest_hour_key, put_purchases, seed_empty_hours, stored_purchases
+from cart_dev.supervisor import Child, history_hours, history_seed, start_fresh, write_dagster_yaml
 from cart_lakehouse.layout import GOLD_TABLES, PRODUCTS_FILE, bronze_file
 from cart_lakehouse.partitions import Hour
 
 HISTORY_HOURS, PER_HOUR = 2, 20
 
 
-@pytest.mark.timeout(660)
-def test_run_command_brings_the_stack_up_stores_the_seed_traffic_and_materializes_past_hours(tmp_path: Path) -> None:
+def wait_for(check: Callable[[], object], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout:.0f} s")
+        time.sleep(0.2)
+
+
+class Running:
+    """``cart-dev`` (without --once) in its own process group, its console collected line by line."""
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "cart_dev.supervisor", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+            start_new_session=True,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line)
+
+    @property
+    def out(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for_line(self, pattern: str, timeout: float = 120) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while True:
+            found = re.search(pattern, self.out)
+            if found:
+                return found
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"no line matching {pattern!r} (exit {self.process.poll()}):\n{self.out}")
+            time.sleep(0.2)
+
+    def pid_of(self, child: str) -> int:
+        return int(re.findall(rf"==> {child}: started \(pid (\d+)\)", self.out)[-1])
+
+    def interrupt(self, timeout: float = 120) -> int:
+        """Ctrl-C as a terminal sends it: SIGINT to the process group."""
+        os.killpg(self.process.pid, signal.SIGINT)
+        code = self.process.wait(timeout)
+        self._reader.join(10)
+        return code
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(30)
+
+
+@pytest.fixture
+def running() -> Iterator[Callable[[list[str], dict[str, str]], Running]]:
+    started: list[Running] = []
+
+    def start(args: list[str], env: dict[str, str]) -> Running:
+        started.append(Running(args, env))
+        return started[-1]
+
+    yield start
+    for stack in started:
+        stack.kill()
+
+
+def stored_ids(aws: AwsClients, table: str) -> set[str]:
+    pages = aws.dynamodb.get_paginator("scan").paginate(TableName=table, ProjectionExpression="purchase_id")
+    return {item["purchase_id"]["S"] for page in pages for item in page["Items"]}
+
+
+@pytest.mark.timeout(900)
+def test_run_command_brings_the_stack_up_keeps_its_data_across_restarts_and_supervises_its_children(
+    tmp_path: Path, running: Callable[[list[str], dict[str, str]], Running]
+) -> None:
     api_port, aws_port, dagster_port = free_port(), free_port(), free_port()
     lake = tmp_path / "lake"
+    env = {**os.environ, "CART_LAKE_ROOT": str(lake)}
+    ports = ["--api-port", str(api_port), "--aws-port", str(aws_port), "--state-dir", str(tmp_path)]
     done = subprocess.run(
         [
             sys.executable,
@@ -52,7 +146,7 @@ def test_run_command_brings_the_stack_up_stores_the_seed_traffic_and_materialize
         capture_output=True,
         text=True,
         timeout=600,
-        env={**os.environ, "CART_LAKE_ROOT": str(lake)},
+        env=env,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
@@ -80,10 +174,75 @@ def test_run_command_brings_the_stack_up_stores_the_seed_traffic_and_materialize
     sales_hourly = [pq.read_table(lake / GOLD_TABLES["sales_hourly"].file(h)).to_pylist() for h in hours]
     assert [[row["purchases"] for row in rows] for rows in sales_hourly] == [[PER_HOUR], [PER_HOUR]]
 
-    # everything it started has stopped
+    assert "Dagster: run queue: at most 1 run at a time" in out
+    assert (tmp_path / "dagster" / "dagster.yaml").exists()
+
+    # everything it started has stopped, after a snapshot of the local AWS
     assert not answers(f"http://127.0.0.1:{api_port}/health")
     assert not answers(f"http://127.0.0.1:{aws_port}/moto-api/")
     assert not answers(f"http://127.0.0.1:{dagster_port}/server_info")
+    snapshot_file = tmp_path / "aws" / snapshot.SNAPSHOT_FILE
+    assert "==> Snapshot: " in out
+    first_run = {item["purchase_id"]["S"] for item in snapshot.read(snapshot_file).items["cart-purchases"]}
+    assert len(first_run) == HISTORY_HOURS * PER_HOUR + int(re.findall(r"Stored: (\d+)", out)[-1])
+
+    # second start (no Dagster: the lakehouse part is above): everything stored before is back,
+    # restored before the API and the worker start
+    aws = AwsClients(Settings(aws_endpoint_url=f"http://127.0.0.1:{aws_port}"))
+    second = running([*ports, "--dagster-port", "0", "--traffic", "0", "--snapshot-interval", "1"], env)
+    second.wait_for_line("Cart lakehouse is running")
+    restored_at = second.out.index("Local AWS: restored")
+    assert restored_at < second.out.index("API: starting") < second.out.index("Worker: starting")
+    assert stored_ids(aws, "cart-purchases") == first_run
+
+    # the worker SIGKILLed under traffic: cart-dev restarts it and every accepted purchase is stored
+    report: list[TrafficReport] = []
+    config = TrafficConfig(url=f"http://127.0.0.1:{api_port}", count=120, rate=40, seed=11, progress=False)
+    traffic = threading.Thread(target=lambda: report.append(asyncio.run(run_traffic(config))))
+    traffic.start()
+    wait_for(lambda: len(stored_ids(aws, "cart-purchases")) > len(first_run), 30, "the worker storing traffic")
+    os.kill(second.pid_of("worker"), signal.SIGKILL)
+    second.wait_for_line(r"worker exited \(-9\); restarting it in 1 s \(restart 1 of at most 5 a minute\)")
+    second.wait_for_line(r"worker restarted \(pid \d+\)")
+    traffic.join(60)
+    accepted = set(report[0].accepted_ids)
+    assert len(accepted) == 120, report[0].summary()
+    wait_for(lambda: accepted <= stored_ids(aws, "cart-purchases"), 90, "every accepted purchase stored")
+    assert "restarted" in (tmp_path / "logs" / "worker.log").read_text()  # the line is in its log too
+    assert second.process.poll() is None  # the rest kept running
+
+    assert second.interrupt() == 0, second.out
+    assert "==> Snapshot: " in second.out
+    assert "NOT captured" not in second.out
+    assert not answers(f"http://127.0.0.1:{aws_port}/moto-api/")
+
+    # third start: the purchases of both runs are there, the current hour's through the index the
+    # hourly run reads (so its next run puts them in gold)
+    third = running([*ports, "--dagster-port", "0", "--traffic", "0", "--snapshot-interval", "1"], env)
+    third.wait_for_line("Cart lakehouse is running")
+    assert stored_ids(aws, "cart-purchases") == first_run | accepted
+    hours = {
+        aws.dynamodb.get_item(TableName="cart-purchases", Key={"purchase_id": {"S": pid}})["Item"]["ingest_hour"]["S"]
+        for pid in accepted
+    }
+    for hour in hours:
+        assert hour_holds_purchases(
+            aws, "cart-purchases", "by-ingest-hour", datetime.strptime(hour, "%Y-%m-%dT%H").replace(tzinfo=UTC)
+        )
+
+    # the local AWS is the one child whose loss stops everything (after a final snapshot attempt;
+    # the last periodic one stays, whole)
+    os.kill(third.pid_of("moto"), signal.SIGKILL)
+    assert third.process.wait(120) == 1
+    third._reader.join(10)
+    assert "the local AWS (moto) exited (-9); stopping everything" in third.out
+    assert "error: no final snapshot" in third.out
+    assert not answers(f"http://127.0.0.1:{api_port}/health")
+    assert stored_ids_in(snapshot_file) == first_run | accepted
+
+
+def stored_ids_in(path: Path) -> set[str]:
+    return {item["purchase_id"]["S"] for item in snapshot.read(path).items["cart-purchases"]}
 
 
 def test_history_is_the_closed_hours_before_now_inside_the_hourly_partitions() -> None:
@@ -99,3 +258,90 @@ def test_history_is_the_closed_hours_before_now_inside_the_hourly_partitions() -
     # an hour's seed is the hour's own, not its distance from now: rerun later, the same purchases are rewritten
     hour = datetime(2026, 11, 25, 12, tzinfo=UTC)
     assert history_seed(7, hour) == history_seed(7, hour.astimezone(UTC)) != history_seed(7, hour + timedelta(hours=1))
+
+
+def test_a_child_that_exits_is_restarted_with_backoff_until_the_limit_a_minute(tmp_path: Path) -> None:
+    log = tmp_path / "flaky.log"
+    args = [sys.executable, "-c", "raise SystemExit(3)"]
+    child = Child("flaky", args, dict(os.environ), log, subprocess.Popen(args))
+    child.process.wait()
+    now = 1000.0  # the supervisor's clock, driven by hand: no sleeping
+
+    child.supervise(now, max_restarts=2)
+    assert child.restart_at == now + 1
+    assert child.process.poll() == 3
+    child.supervise(now + 0.5, max_restarts=2)  # still backing off
+    assert child.restart_at == now + 1
+    child.supervise(now + 1, max_restarts=2)
+    assert child.restart_at is None
+    child.process.wait()
+    child.supervise(now + 2, max_restarts=2)
+    assert child.restart_at == now + 4  # the second restart waits longer
+    child.supervise(now + 4, max_restarts=2)
+    child.process.wait()
+    child.supervise(now + 5, max_restarts=2)
+    assert child.gave_up
+    text = log.read_text()
+    assert "flaky exited (3); restarting it in 1 s (restart 1 of at most 2 a minute)" in text
+    assert "flaky exited (3); restarting it in 2 s (restart 2 of at most 2 a minute)" in text
+    assert "flaky exited (3) after 2 restarts within a minute; giving up on it (the rest keeps running)" in text
+
+    # restarts older than a minute no longer count
+    again = Child("flaky", args, dict(os.environ), log, subprocess.Popen(args))
+    again.restarts.extend([now, now + 1])
+    again.process.wait()
+    again.supervise(now + 120, max_restarts=2)
+    assert not again.gave_up
+    assert again.restart_at == now + 121
+
+
+def test_history_is_seeded_only_into_hours_that_hold_no_purchases(aws: AwsClients, settings: Settings) -> None:
+    real, empty = datetime(2026, 11, 25, 9, tzinfo=UTC), datetime(2026, 11, 25, 10, tzinfo=UTC)
+    put_purchases(aws, settings.purchases_table, stored_purchases(real, 3, seed=99))  # came in through the API
+    before = stored_ids(aws, settings.purchases_table)
+    table, index = settings.purchases_table, settings.ingest_hour_index
+
+    written, kept = seed_empty_hours(aws, table, index, [real, empty], 5, lambda hour: history_seed(7, hour))
+
+    assert written == {empty: 5}
+    assert kept == [real]
+    after = stored_ids(aws, table)
+    assert before < after
+    assert len(after) == 8
+
+    # a second start writes nothing, so nothing DynamoDB holds (and hence nothing gold holds) changes
+    assert seed_empty_hours(aws, table, index, [real, empty], 5, lambda hour: history_seed(7, hour)) == (
+        {},
+        [real, empty],
+    )
+    assert stored_ids(aws, table) == after
+    assert ingest_hour_key(empty) == "2026-11-25T10"
+
+
+def test_the_dagster_instance_gets_a_run_queue_of_one_run(tmp_path: Path) -> None:
+    assert "at most 1 run at a time" in write_dagster_yaml(tmp_path, 1)
+    with DagsterInstance.from_config(str(tmp_path)) as instance:
+        coordinator = instance.run_coordinator
+        assert isinstance(coordinator, QueuedRunCoordinator)
+        assert coordinator.get_run_queue_config().max_concurrent_runs == 1
+    write_dagster_yaml(tmp_path, 3)  # its own file is rewritten with the new limit
+    with DagsterInstance.from_config(str(tmp_path)) as instance:
+        assert instance.run_coordinator.get_run_queue_config().max_concurrent_runs == 3  # type: ignore[attr-defined]
+    (tmp_path / "dagster.yaml").write_text("run_queue:\n  max_concurrent_runs: 4\n")  # someone's own
+    assert "keeping" in write_dagster_yaml(tmp_path, 1)
+    assert "max_concurrent_runs: 4" in (tmp_path / "dagster.yaml").read_text()
+
+
+def test_fresh_removes_the_snapshot_dagster_and_a_lake_inside_the_state_dir_only(tmp_path: Path) -> None:
+    state, outside = tmp_path / "state", tmp_path / "elsewhere-lake"
+    for folder in (state / "aws", state / "dagster", state / "lake", state / "logs", outside):
+        folder.mkdir(parents=True)
+    assert set(start_fresh(state, str(state / "lake"))) == {
+        state / "aws",
+        state / "dagster",
+        (state / "lake").resolve(),
+    }
+    assert (state / "logs").exists()
+    (state / "aws").mkdir()
+    assert start_fresh(state, str(outside)) == [state / "aws"]
+    assert outside.exists()
