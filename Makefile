@@ -26,8 +26,8 @@ $(DBT_MANIFEST): .venv/.synced $(DBT_SOURCES) contracts/lakehouse.odcs.yaml
 	@cd dbt_project && $(UV) run --locked dbt parse --quiet --profiles-dir .
 	@echo "dbt manifest ready: $(DBT_MANIFEST)"
 
-run: setup $(DBT_MANIFEST) ## Start the whole system locally (moto server, API, worker, traffic); Ctrl-C stops it
-	@$(UV) run --locked cart-dev
+run: setup $(DBT_MANIFEST) ## Start the whole system locally (ARGS=--fresh starts empty); Ctrl-C snapshots and stops it
+	@$(UV) run --locked cart-dev $(ARGS)
 
 test: setup lint typecheck pytest ## Lint, type-check and run every test
 
@@ -56,5 +56,5 @@ bench-ingest: setup ## Ingest benchmark: API vs moto, batched vs single publish,
 bench-lakehouse: setup $(DBT_MANIFEST) ## Lakehouse benchmark: one hour of 100k bronze→gold, single-run vs per-hour backfill
 	@$(UV) run --locked python -m bench.lakehouse $(ARGS)
 
-clean: ## Remove local state (lake, logs, caches, dbt target)
+clean: ## Remove local state (local AWS snapshot, Dagster instance, lake, logs, caches, dbt target)
 	rm -rf .local .pytest_cache .mypy_cache .ruff_cache dbt_project/target dbt_project/logs
