@@ -1,4 +1,4 @@
-"""Alerts to the alerts SNS topic: what failed (asset, partition), why, and a link to the run."""
+"""Alerts to the alerts SNS topic: what went wrong (asset, partition), why, what to do, and a link to the run."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Alert:
-    kind: str  # "run_failed", "check_failed", "dlq_depth"
+    kind: str  # "run_failed", "check_failed", "dlq_depth", "source_shrunk"
     title: str
     reason: str
     assets: tuple[str, ...] = ()

@@ -3,6 +3,7 @@ the reason (the failed blocking checks, or the error), and a link to the run in 
 
 from dagster import (
     AssetCheckEvaluation,
+    AssetCheckSeverity,
     DagsterEventType,
     DefaultSensorStatus,
     RunFailureSensorContext,
@@ -14,7 +15,9 @@ from cart_lakehouse.resources import AwsResource
 
 
 def failed_checks(context: RunFailureSensorContext) -> list[str]:
-    """The checks that failed in the run, as ``asset:check``."""
+    """The ERROR checks that failed in the run, as ``asset:check``. A failed WARN check (such as
+    ``bronze/purchases:source_not_shrunk``, which publishes its own alert) stops nothing, so it is
+    not given as the reason a run failed."""
     records = context.instance.get_records_for_run(
         context.dagster_run.run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION
     ).records
@@ -22,7 +25,7 @@ def failed_checks(context: RunFailureSensorContext) -> list[str]:
     for record in records:
         event = record.event_log_entry.dagster_event
         data = event.event_specific_data if event else None
-        if isinstance(data, AssetCheckEvaluation) and not data.passed:
+        if isinstance(data, AssetCheckEvaluation) and not data.passed and data.severity == AssetCheckSeverity.ERROR:
             failed.append(f"{data.asset_key.to_user_string()}:{data.check_name}")
     return failed
 
