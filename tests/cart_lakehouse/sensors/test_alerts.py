@@ -6,7 +6,17 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from dagster import DagsterEventType, DagsterInstance, asset, build_run_status_sensor_context, materialize
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    DagsterEventType,
+    DagsterInstance,
+    MaterializeResult,
+    asset,
+    build_run_status_sensor_context,
+    materialize,
+)
 
 from cart_api.settings import Settings
 from cart_aws.aws import AwsClients
@@ -87,4 +97,27 @@ def test_a_failed_run_is_alerted_with_the_error(settings: Settings, aws: AwsClie
     (alert,) = alerts(aws, inbox)
     assert alert["kind"] == "run_failed"
     assert alert["assets"] == ["breaks"]
+    assert "breaks" in alert["reason"]
+
+
+def test_a_failed_warn_check_is_not_given_as_the_reason_a_run_failed(settings: Settings, aws: AwsClients) -> None:
+    inbox = subscribe_alerts(aws, settings)
+    instance = DagsterInstance.ephemeral()
+
+    @asset(check_specs=[AssetCheckSpec("looks_odd", asset="warns")])
+    def warns() -> MaterializeResult:  # type: ignore[type-arg]
+        return MaterializeResult(
+            check_results=[AssetCheckResult(check_name="looks_odd", passed=False, severity=AssetCheckSeverity.WARN)]
+        )
+
+    @asset(deps=[warns])
+    def breaks() -> None:
+        raise RuntimeError("the disk is full")
+
+    result = materialize([warns, breaks], instance=instance, raise_on_error=False)
+    assert [e.passed for e in result.get_asset_check_evaluations()] == [False]
+    run_sensor_on_failure(instance, result.run_id, settings)
+    (alert,) = alerts(aws, inbox)
+    assert alert["kind"] == "run_failed"
+    assert "looks_odd" not in alert["reason"]
     assert "breaks" in alert["reason"]
