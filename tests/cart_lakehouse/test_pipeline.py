@@ -27,6 +27,7 @@ from cart_lakehouse.lake import Lake
 from cart_lakehouse.layout import PRODUCTS_FILE, bronze_file
 from cart_lakehouse.local import local_resources
 from cart_lakehouse.partitions import Hour
+from tests.cart_lakehouse.sensors.test_alerts import alerts, subscribe_alerts
 from tests.conftest import SPARK_SETTINGS
 
 NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
@@ -183,6 +184,34 @@ def test_reruns_late_data_and_a_backfill_converge_to_what_dynamodb_holds(
     assert_gold_matches(lake, first + late + second)
     (day,) = {r["day"] for r in gold(lake, "buyer_daily")}
     assert day == HOUR.start.date()
+
+
+def test_purchases_dynamodb_lost_stay_in_silver_and_gold_late_ones_arrive_and_an_alert_is_published(
+    settings: Settings, aws: AwsClients, lake: Lake, resources: dict[str, Any]
+) -> None:
+    first = stored_purchases(HOUR.start, 40, seed=50)
+    put_purchases(aws, settings.purchases_table, first)
+    assert run(resources, HOUR).success
+    inbox = subscribe_alerts(aws, settings)
+
+    lost = first[:3]  # the table loses three (a local AWS restarted and reseeded) ...
+    for p in lost:
+        aws.dynamodb.delete_item(TableName=settings.purchases_table, Key={"purchase_id": {"S": p["purchase_id"]}})
+    late = stored_purchases(HOUR.start, 5, seed=51)  # ... and late purchases arrive
+    put_purchases(aws, settings.purchases_table, late)
+    result = run(resources, HOUR)
+
+    assert result.success
+    evaluations = checks(result)
+    assert evaluations.pop("bronze/purchases:source_not_shrunk") is False
+    assert all(evaluations.values()), evaluations
+    silver = ds.dataset(lake.path(f"silver/purchases/{HOUR.path}"), format="parquet").to_table()
+    assert set(silver.column("purchase_id").to_pylist()) == {p["purchase_id"] for p in first + late}
+    assert_gold_matches(lake, first + late)
+    (alert,) = alerts(aws, inbox)
+    assert alert["kind"] == "source_shrunk"
+    assert alert["details"]["missing_per_hour"] == {HOUR.key: 3}
+    assert sorted(alert["details"]["sample"]) == sorted(p["purchase_id"] for p in lost)
 
 
 def test_an_empty_hour_materializes_with_no_rows(lake: Lake, resources: dict[str, Any]) -> None:
