@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass, field
 from types import FrameType
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from cart_api.settings import Settings
 from cart_api.worker import BatchResult, PurchaseWorker, SqsRecord, worker_for
 from cart_aws.aws import AwsClients
@@ -104,6 +106,12 @@ class QueueRunner:
             while not stop.is_set():
                 try:
                     self.poll_once()
+                except BotoCoreError as exc:  # the queue unreachable: nothing was received
+                    log.warning("polling failed (%s); retrying in 1 s", exc)
+                    stop.wait(1.0)
+                except ClientError as exc:  # AWS refused or failed the call: one line, not a traceback
+                    log.warning("polling failed (%s); retrying in 1 s", exc.response.get("Error", {}).get("Code", exc))
+                    stop.wait(1.0)
                 except Exception:
                     log.exception("polling failed; retrying in 1 s")
                     stop.wait(1.0)

@@ -185,6 +185,7 @@ class Provisioner:
             ddb.create_table(**kwargs)
             ddb.get_waiter("table_exists").wait(TableName=table.name)
             self._ensure_ttl(table)
+            self._ensure_point_in_time_recovery(table)
             return Change("dynamodb table", table.name, "created", table.purpose)
         updates: list[str] = []
         existing = {g["IndexName"] for g in current.get("GlobalSecondaryIndexes", [])}
@@ -202,6 +203,8 @@ class Provisioner:
                 updates.append(f"index {index.name}")
         if self._ensure_ttl(table):
             updates.append(f"ttl {table.ttl_attribute}")
+        if self._ensure_point_in_time_recovery(table):
+            updates.append("point-in-time recovery")
         if updates:
             return Change("dynamodb table", table.name, "updated", ", ".join(updates))
         return Change("dynamodb table", table.name, "unchanged")
@@ -224,6 +227,18 @@ class Provisioner:
         ddb.update_time_to_live(
             TableName=table.name,
             TimeToLiveSpecification={"Enabled": True, "AttributeName": table.ttl_attribute},
+        )
+        return True
+
+    def _ensure_point_in_time_recovery(self, table: Table) -> bool:
+        ddb = self.aws.dynamodb
+        backups = ddb.describe_continuous_backups(TableName=table.name)["ContinuousBackupsDescription"]
+        status = backups.get("PointInTimeRecoveryDescription", {}).get("PointInTimeRecoveryStatus")
+        if (status == "ENABLED") == table.point_in_time_recovery:
+            return False
+        ddb.update_continuous_backups(
+            TableName=table.name,
+            PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": table.point_in_time_recovery},
         )
         return True
 

@@ -52,6 +52,9 @@ class Table:
     attributes: dict[str, str]  # attribute name -> DynamoDB scalar type (S, N, B) for keys
     indexes: tuple[Index, ...] = ()
     ttl_attribute: str | None = None
+    # continuous backups: restore to any second of the last 35 days on AWS, and the export to S3
+    # that local snapshots use (cart_dev/snapshot.py)
+    point_in_time_recovery: bool = True
 
 
 @dataclass(frozen=True)

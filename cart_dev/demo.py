@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
+import signal
 import sys
 import tempfile
 import time
@@ -38,7 +40,14 @@ from cart_api.settings import Settings
 from cart_api.traffic import TrafficConfig, TrafficReport, run_traffic
 from cart_aws.aws import AwsClients
 from cart_aws.provision import provision
-from cart_dev.harness import POISON_PREFIX, hour_clock, poison_messages, run_sensor_until_done, settle
+from cart_dev.harness import (
+    POISON_PREFIX,
+    hour_clock,
+    poison_messages,
+    run_sensor_until_done,
+    settle,
+    worker_running,
+)
 from cart_dev.local_api import ApiServer
 from cart_dev.local_aws import MotoServer
 from cart_dev.proxy import FaultProxy
@@ -84,9 +93,25 @@ def local_aws(settings_changes: dict[str, Any], seed: int) -> Iterator[tuple[Set
         yield settings, proxy
 
 
-def run_demo(purchases: int, invalid_share: float, poison: int, lake_root: str, seed: int = 7) -> DemoResult:
+def run_demo(
+    purchases: int,
+    invalid_share: float,
+    poison: int,
+    lake_root: str,
+    seed: int = 7,
+    throttled_share: float = 0.5,
+    rate: float | None = None,
+) -> DemoResult:
     hour = Hour(datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1))
-    changes = {"api_keys": {"demo": API_KEY}, "max_receive_count": 2, "visibility_timeout": 2}
+    # one retry of a throttled write before the message goes back to the queue, and a visibility
+    # timeout a loaded machine's batch fits in: the retries and dead-letters show without the
+    # throttled phase taking minutes at volume
+    changes = {
+        "api_keys": {"demo": API_KEY},
+        "max_receive_count": 2,
+        "visibility_timeout": 5,
+        "worker_write_attempts": 2,
+    }
     with local_aws(changes, seed) as (settings, proxy):
         via_proxy = settings.model_copy(update={"aws_endpoint_url": proxy.url})
         clients = AwsClients(settings)
@@ -95,23 +120,34 @@ def run_demo(purchases: int, invalid_share: float, poison: int, lake_root: str, 
         app = create_app(via_proxy)
         clock = hour_clock(hour, seed)
         app.dependency_overrides[get_clock] = lambda: clock
-        half = purchases // 2
+        throttled = round(purchases * throttled_share)
+        show = sys.stderr.isatty()  # a progress bar on a terminal; a line per phase otherwise
         with ApiServer(app) as api:
-            step(f"Traffic: {half} purchases into hour {hour.key} while DynamoDB throttles every write")
+            step(f"Traffic: {throttled} purchases into hour {hour.key} while DynamoDB throttles every write")
+            step("Worker (polling meanwhile): retries each throttled purchase, then dead-letters it")
             proxy.throttle(only="dynamodb:BatchWriteItem")
-            config = TrafficConfig(api.url, API_KEY, count=half, invalid_share=invalid_share, seed=seed, progress=False)
-            result.reports.append(asyncio.run(run_traffic(config)))
-            step(f"A broken producer publishes {poison} contract-breaking messages straight to SNS")
-            poison_messages(clients, settings, poison, hour)
-            result.poison = poison
-            step("Worker: retries each throttled purchase, then dead-letters it after maxReceiveCount")
+            config = TrafficConfig(
+                api.url, API_KEY, count=throttled, invalid_share=invalid_share, seed=seed, rate=rate, progress=show
+            )
+            with worker_running(worker):
+                result.reports.append(asyncio.run(run_traffic(config)))
+                step(f"A broken producer publishes {poison} contract-breaking messages straight to SNS")
+                poison_messages(clients, settings, poison, hour)
+                result.poison = poison
             settle(worker, clients, report=progress)
             proxy.clear()
-            step(f"DynamoDB recovers: {purchases - half} more purchases flow normally")
+            step(f"DynamoDB recovers: {purchases - throttled} more purchases flow normally")
             config = TrafficConfig(
-                api.url, API_KEY, count=purchases - half, invalid_share=invalid_share, seed=seed + 1, progress=False
+                api.url,
+                API_KEY,
+                count=purchases - throttled,
+                invalid_share=invalid_share,
+                seed=seed + 1,
+                rate=rate,
+                progress=show,
             )
-            result.reports.append(asyncio.run(run_traffic(config)))
+            with worker_running(worker):
+                result.reports.append(asyncio.run(run_traffic(config)))
             settle(worker, clients, report=progress)
         for report in result.reports:
             print(f"    {report.summary()}", flush=True)
@@ -165,13 +201,40 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--purchases", type=int, default=300, help="requests sent to the API (default %(default)s)")
     parser.add_argument("--invalid-share", type=float, default=0.1, help="share of invalid requests (default 0.1)")
+    parser.add_argument(
+        "--throttled-share",
+        type=float,
+        default=0.5,
+        help="share of the requests sent while DynamoDB throttles every write (default %(default)s)",
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=100.0,
+        help="requests per second sent to the API (default %(default)s; 0: as fast as it answers). The local "
+        "AWS slows down as its queue grows, so a steady rate the worker keeps up with is faster overall",
+    )
     parser.add_argument("--poison", type=int, default=3, help="contract-breaking messages sent to SNS (default 3)")
     parser.add_argument("--lake-root", help="keep the lake here (default: a temporary folder)")
     parser.add_argument("--seed", type=int, default=7, help="seed of the traffic (default %(default)s)")
     args = parser.parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so the moto server, proxy and API it started are stopped too
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    # the worker logs each retry and dead-letter; at volume that drowns the demo's own progress lines,
+    # which count them, and the ledger, which accounts for every one
+    logging.basicConfig(level=logging.WARNING, format="    %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("cart_api").setLevel(logging.ERROR)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="cart-demo-lake-") as tmp:
-        result = run_demo(args.purchases, args.invalid_share, args.poison, args.lake_root or tmp, args.seed)
+        result = run_demo(
+            args.purchases,
+            args.invalid_share,
+            args.poison,
+            args.lake_root or tmp,
+            args.seed,
+            args.throttled_share,
+            args.rate or None,
+        )
     print(report(result), flush=True)
     print(f"Demo took {time.perf_counter() - started:.0f} s.", file=sys.stderr)
     return 0 if result.ok else 1

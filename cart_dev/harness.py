@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 from dagster import DagsterInstance, RunRequest, SensorResult, SkipReason, build_sensor_context
@@ -27,43 +29,61 @@ def hour_clock(hour: Hour, seed: int) -> Callable[[], datetime]:
     return lambda: hour.start + timedelta(microseconds=rng.randrange(3_600_000_000))
 
 
+@contextmanager
+def worker_running(runner: QueueRunner, concurrency: int = 2) -> Iterator[QueueRunner]:
+    """The worker polling in the background while the body runs (as ``cart-worker`` would), so the
+    queue stays short; on exit it finishes the batches it holds."""
+    stop = threading.Event()
+    thread = threading.Thread(target=runner.run, args=(stop, concurrency), name="demo-worker", daemon=True)
+    thread.start()
+    try:
+        yield runner
+    finally:
+        stop.set()
+        thread.join()
+
+
 def settle(
     runner: QueueRunner,
     clients: AwsClients,
     idle_timeout: float = 60.0,
     report: Callable[[str], None] | None = None,
     report_every: float = 5.0,
+    concurrency: int = 4,
 ) -> None:
-    """Run the worker until the purchases queue is empty (retried messages included).
+    """Run the worker (``concurrency`` polling threads) until the purchases queue is empty, retried
+    messages included.
 
     The wait is bounded by progress, not by the clock: it gives up only when for ``idle_timeout``
-    seconds the worker received nothing and neither the queue nor the DLQ changed. ``report``
-    receives a progress line (queue depth, stored, dead-lettered) every ``report_every`` seconds.
+    seconds neither the queue, the DLQ nor the worker's received count changed. ``report``
+    receives a progress line (queue depth, the worker's totals, DLQ depth) every ``report_every``
+    seconds.
     """
     queue, dlq = runner.settings.purchases_queue, runner.settings.purchases_dlq
-    last_state: tuple[int, int] | None = None
+    stats = runner.stats
+    last_state: tuple[int, int, int] | None = None
     last_progress = last_report = time.monotonic()
-    stored = dead = 0
-    while True:
-        state = (clients.queue_depth(queue), clients.queue_depth(dlq))
-        now = time.monotonic()
-        if state != last_state:
-            last_state, last_progress = state, now
-        if report is not None and now - last_report >= report_every:
-            report(f"queue depth {state[0]}, stored {stored}, dead-lettered {dead}, DLQ depth {state[1]}")
-            last_report = now
-        if state[0] == 0:
-            return
-        if now - last_progress > idle_timeout:
-            raise TimeoutError(
-                f"the purchases queue stopped draining: {state[0]} messages left and no progress for "
-                f"{idle_timeout:.0f} s (is the worker failing? see its log)"
-            )
-        result = runner.poll_once()
-        stored += len(result.stored)
-        dead += len(result.dead_lettered)
-        if result.stored or result.dead_lettered or result.retry:
-            last_progress = time.monotonic()
+    with worker_running(runner, concurrency):
+        while True:
+            depth = clients.queue_depth(queue)
+            state = (depth, clients.queue_depth(dlq), stats.received)
+            now = time.monotonic()
+            if state != last_state:
+                last_state, last_progress = state, now
+            if report is not None and now - last_report >= report_every:
+                report(
+                    f"queue depth {depth}, stored {stats.stored}, dead-lettered {stats.dead_lettered}, "
+                    f"retried {stats.retried}, DLQ depth {state[1]}"
+                )
+                last_report = now
+            if depth == 0:  # visible and in flight: nothing is left in a worker's hands either
+                return
+            if now - last_progress > idle_timeout:
+                raise TimeoutError(
+                    f"the purchases queue stopped draining: {depth} messages left and no progress for "
+                    f"{idle_timeout:.0f} s (is the worker failing? see its log)"
+                )
+            time.sleep(0.2)  # the interval between looks at the queue; the worker threads do the work
 
 
 def tick_dlq_sensor(settings: Settings, lake_root: str, cursor: str | None) -> SensorResult | SkipReason:

@@ -46,6 +46,9 @@ def test_every_described_resource_exists_as_described(settings: Settings, aws: A
     assert index["KeySchema"][0] == {"AttributeName": "ingest_hour", "KeyType": "HASH"}
     ttl = aws.dynamodb.describe_time_to_live(TableName=settings.idempotency_table)["TimeToLiveDescription"]
     assert ttl["AttributeName"] == "expires_at"
+    for name in (settings.purchases_table, settings.idempotency_table):
+        backups = aws.dynamodb.describe_continuous_backups(TableName=name)["ContinuousBackupsDescription"]
+        assert backups["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"] == "ENABLED"
 
     aws.s3.head_bucket(Bucket=settings.lake_bucket)
     assert aws.glue.get_database(Name=settings.glue_database)["Database"]["Name"] == settings.glue_database
@@ -67,10 +70,14 @@ def test_drift_is_corrected_and_reported(settings: Settings, aws: AwsClients) ->
     aws.sns.set_subscription_attributes(
         SubscriptionArn=sub_arn, AttributeName="RawMessageDelivery", AttributeValue="false"
     )
+    aws.dynamodb.update_continuous_backups(
+        TableName=settings.purchases_table, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": False}
+    )
     changed = {(c.kind, c.action, c.detail) for c in provision(settings) if c.action != "unchanged"}
     assert changed == {
         ("sqs queue", "updated", "VisibilityTimeout"),
         ("sns subscription", "updated", "RawMessageDelivery"),
+        ("dynamodb table", "updated", "point-in-time recovery"),
     }
     attrs = aws.sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["VisibilityTimeout"])["Attributes"]
     assert attrs["VisibilityTimeout"] == str(settings.visibility_timeout)

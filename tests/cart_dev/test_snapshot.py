@@ -163,7 +163,9 @@ def test_a_snapshot_that_fails_midway_leaves_the_previous_one_intact(
     path = tmp_path / snapshot.SNAPSHOT_FILE
     snapshot.take(aws, snapshot.Targets.of(settings), path)
     previous = path.read_bytes()
-    broken = snapshot.Targets(tables=(settings.purchases_table, "no-such-table"), queues=(), buckets=())
+    broken = snapshot.Targets(
+        tables=(settings.purchases_table, "no-such-table"), queues=(), buckets=(), export_bucket=settings.lake_bucket
+    )
 
     with pytest.raises(snapshot.SnapshotError, match=r"no-such-table|not found"):
         snapshot.take(aws, broken, path)  # fails after writing the purchases into its temporary file
