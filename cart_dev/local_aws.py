@@ -33,7 +33,11 @@ def answers(url: str, timeout: float = 0.5) -> bool:
 
 
 class MotoServer:
-    """A moto server in its own process group, so stopping it stops everything it started."""
+    """A moto server in its own process group, so stopping it stops everything it started.
+
+    By default the server is ``cart_dev.moto_server``: moto's own server with the project's
+    performance patches (see that module); ``stock=True`` runs ``python -m moto.server`` as is.
+    """
 
     def __init__(
         self,
@@ -41,16 +45,23 @@ class MotoServer:
         port: int | None = None,
         log_path: Path | None = None,
         env: dict[str, str] | None = None,
+        stock: bool = False,
     ) -> None:
         self.host = host
         self.port = port or free_port(host)
         self.log_path = log_path
         self.env = env or {}  # extra environment of the server (moto's MOTO_* switches)
+        self.stock = stock
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def endpoint_url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def module(self) -> str:
+        """The module the server runs: moto's own server, or the project's patched one."""
+        return "moto.server" if self.stock else "cart_dev.moto_server"
 
     def start(self, timeout: float = 30.0) -> MotoServer:
         if answers(f"{self.endpoint_url}/moto-api/"):
@@ -60,7 +71,7 @@ class MotoServer:
             )
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)],
+            [sys.executable, "-m", self.module, "-H", self.host, "-p", str(self.port)],
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -116,9 +127,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=4566)
+    parser.add_argument(
+        "--stock",
+        action="store_true",
+        help="run moto's own server, without the project's performance patches (cart_dev/moto_server.py)",
+    )
     args = parser.parse_args(argv)
-    server = MotoServer(args.host, args.port).start()
-    print(f"moto server on {server.endpoint_url} (dashboard: {server.endpoint_url}/moto-api/); Ctrl-C stops it")
+    server = MotoServer(args.host, args.port, stock=args.stock).start()
+    kind = "stock moto" if args.stock else "moto with the project's patches"
+    print(f"{kind} server on {server.endpoint_url} (dashboard: {server.endpoint_url}/moto-api/); Ctrl-C stops it")
     try:
         assert server.process is not None
         server.process.wait()
