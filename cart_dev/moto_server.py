@@ -54,7 +54,7 @@ import importlib.metadata
 import inspect
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,19 +121,20 @@ def _problem(target: Target) -> str | None:
     return None
 
 
-def problems() -> dict[str, list[str]]:
+def problems(patches: Sequence[Patch] | None = None) -> dict[str, list[str]]:
     """For each patch that would not apply to the installed moto, why (nothing is patched)."""
     found = {}
-    for patch in PATCHES:
+    for patch in PATCHES if patches is None else patches:
         reasons = [reason for target in patch.targets if (reason := _problem(target))]
         if reasons:
             found[patch.name] = reasons
     return found
 
 
-def apply_patches() -> list[str]:
-    """Apply every patch that fits the installed moto; the names of those applied. A patch that
-    does not fit is left out with a warning, and moto's own code runs for it."""
+def apply_patches(patches: Sequence[Patch] | None = None) -> list[str]:
+    """Apply every patch (default: ``PATCHES``) that fits the installed moto; the names of those
+    applied. A patch that does not fit is left out with a warning, and moto's own code runs for it."""
+    patches = PATCHES if patches is None else patches
     version = importlib.metadata.version("moto")
     if version != MOTO_VERSION_WRITTEN_FOR:
         log.warning(
@@ -141,9 +142,9 @@ def apply_patches() -> list[str]:
             MOTO_VERSION_WRITTEN_FOR,
             version,
         )
-    refused = problems()
+    refused = problems(patches)
     applied = []
-    for patch in PATCHES:
+    for patch in patches:
         if patch.name in refused:
             log.warning(
                 "cart_dev.moto_server: patch %s NOT applied, moto changed shape (%s); running moto's own "
