@@ -4,7 +4,7 @@ SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test lint format typecheck pytest demo bench bench-ingest bench-lakehouse clean dbt
+.PHONY: help setup run test lint format typecheck pytest demo bench bench-ingest bench-lakehouse bench-local-aws clean dbt
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -48,13 +48,16 @@ pytest: setup $(DBT_MANIFEST) ## pytest only (pass ARGS="-k name" to select)
 demo: setup $(DBT_MANIFEST) ## Headless end-to-end demo with faults; prints gold KPIs and the zero-loss ledger
 	@$(UV) run --locked cart-demo $(ARGS)
 
-bench: bench-ingest bench-lakehouse ## Run both benchmarks and print their tables (ARGS="--write docs/benchmarks.md")
+bench: bench-ingest bench-lakehouse bench-local-aws ## Run the benchmarks and print their tables (ARGS="--write docs/benchmarks.md")
 
 bench-ingest: setup ## Ingest benchmark: API vs moto, batched vs single publish, worker batching
 	@$(UV) run --locked python -m bench.ingest $(ARGS)
 
 bench-lakehouse: setup $(DBT_MANIFEST) ## Lakehouse benchmark: one hour of 100k bronze→gold, single-run vs per-hour backfill
 	@$(UV) run --locked python -m bench.lakehouse $(ARGS)
+
+bench-local-aws: setup ## Local AWS benchmark: stock vs patched moto (DynamoDB writes, SQS at depth), 100k restored
+	@$(UV) run --locked python -m bench.local_aws $(ARGS)
 
 clean: ## Remove local state (local AWS snapshot, Dagster instance, lake, logs, caches, dbt target)
 	rm -rf .local .pytest_cache .mypy_cache .ruff_cache dbt_project/target dbt_project/logs
