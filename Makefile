@@ -4,7 +4,7 @@ SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test lint format typecheck pytest demo bench bench-ingest bench-lakehouse bench-local-aws clean dbt
+.PHONY: help setup run test test-quick lint format typecheck pytest demo bench bench-ingest bench-lakehouse bench-local-aws clean dbt
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -42,8 +42,16 @@ format: setup ## Format the code with ruff
 typecheck: setup ## mypy (strict)
 	@$(UV) run --locked mypy
 
-pytest: setup $(DBT_MANIFEST) ## pytest only (pass ARGS="-k name" to select)
-	@$(UV) run --locked pytest $(ARGS)
+# two workers on this machine's two cores: most tests wait on a server, a queue or a Spark job, so
+# they overlap well; worksteal evens out the few long end-to-end tests
+PYTEST_WORKERS ?= 2
+PYTEST_PARALLEL := $(if $(filter 0 1,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist worksteal)
+
+pytest: setup $(DBT_MANIFEST) ## pytest only, in parallel (ARGS="-k name" to select; PYTEST_WORKERS=1 for one process)
+	@$(UV) run --locked pytest $(PYTEST_PARALLEL) $(ARGS)
+
+test-quick: setup $(DBT_MANIFEST) ## Every test but the long end-to-end ones (marker e2e), in parallel: a few minutes
+	@$(UV) run --locked pytest $(PYTEST_PARALLEL) -m "not e2e and not fuzz_random" $(ARGS)
 
 demo: setup $(DBT_MANIFEST) ## Headless end-to-end demo with faults; prints gold KPIs and the zero-loss ledger
 	@$(UV) run --locked cart-demo $(ARGS)

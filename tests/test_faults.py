@@ -41,6 +41,8 @@ from cart_lakehouse.local import local_resources, materialize_hours
 from cart_lakehouse.partitions import Hour
 from tests.conftest import API_KEY, SPARK_SETTINGS, VALID_PURCHASE
 
+pytestmark = pytest.mark.e2e  # long end to end: `make test-quick` leaves it out
+
 HOUR = Hour(datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=2))
 
 

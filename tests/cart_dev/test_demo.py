@@ -8,6 +8,8 @@ import pytest
 
 from cart_dev.demo import main
 
+pytestmark = pytest.mark.e2e  # long end to end: `make test-quick` leaves it out
+
 
 def test_the_demo_reconciles_to_zero_loss(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["--purchases", "60", "--invalid-share", "0.2", "--poison", "2", "--lake-root", str(tmp_path)])

@@ -112,6 +112,7 @@ def stored_ids(aws: AwsClients, table: str) -> set[str]:
     return {item["purchase_id"]["S"] for page in pages for item in page["Items"]}
 
 
+@pytest.mark.e2e
 @pytest.mark.timeout(900)
 def test_run_command_brings_the_stack_up_keeps_its_data_across_restarts_and_supervises_its_children(
     tmp_path: Path, running: Callable[[list[str], dict[str, str]], Running]

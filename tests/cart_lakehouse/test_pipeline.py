@@ -30,6 +30,8 @@ from cart_lakehouse.partitions import Hour
 from tests.cart_lakehouse.sensors.test_alerts import alerts, subscribe_alerts
 from tests.conftest import SPARK_SETTINGS
 
+pytestmark = pytest.mark.e2e  # long end to end: `make test-quick` leaves it out
+
 NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 # two hours of one day (the daily tables must add them up), far enough from midnight
 DAY_START = (NOW - timedelta(days=2)).replace(hour=0)

@@ -370,6 +370,7 @@ def test_the_dagster_assets_materialize_products_and_silver(
     assert silver["glue_partitions_added"].value == 1
 
 
+@pytest.mark.e2e
 def test_the_same_job_runs_on_a_local_cluster(spark: SparkSession, lake: Lake, tmp_path: Path) -> None:
     """Executors in separate JVMs (nothing shared with the driver but files) give the same silver."""
     for hour, seed in ((HOUR, 14), (NEXT, 15)):
