@@ -32,6 +32,19 @@ def answers(url: str, timeout: float = 0.5) -> bool:
         return False
 
 
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+class PortTaken(RuntimeError):
+    """The port asked for is held by another process."""
+
+
 class MotoServer:
     """A moto server in its own process group, so stopping it stops everything it started.
 
@@ -48,6 +61,7 @@ class MotoServer:
         stock: bool = False,
     ) -> None:
         self.host = host
+        self.chosen_port = port is None  # a free port picked here: another may be picked if it is taken
         self.port = port or free_port(host)
         self.log_path = log_path
         self.env = env or {}  # extra environment of the server (moto's MOTO_* switches)
@@ -63,9 +77,22 @@ class MotoServer:
         """The module the server runs: moto's own server, or the project's patched one."""
         return "moto.server" if self.stock else "cart_dev.moto_server"
 
-    def start(self, timeout: float = 30.0) -> MotoServer:
+    def start(self, timeout: float = 30.0, attempts: int = 3) -> MotoServer:
+        """Start the server and wait until it answers. A port picked here (none given) can be taken by
+        another process between picking and binding (parallel tests start many servers): then
+        another free port is tried, up to ``attempts`` times."""
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._start(timeout)
+            except PortTaken:
+                if not self.chosen_port or attempt == attempts:
+                    raise
+                self.port = free_port(self.host)
+        raise AssertionError("unreachable")
+
+    def _start(self, timeout: float) -> MotoServer:
         if answers(f"{self.endpoint_url}/moto-api/"):
-            raise RuntimeError(
+            raise PortTaken(
                 f"Port {self.port} is already in use by another server; stop it or choose "
                 "another port (CART_AWS_ENDPOINT_URL)."
             )
@@ -80,6 +107,8 @@ class MotoServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                if not port_is_free(self.host, self.port):
+                    raise PortTaken(f"moto server could not bind port {self.port}: another process holds it")
                 raise RuntimeError(f"moto server exited with code {self.process.returncode}")
             if answers(f"{self.endpoint_url}/moto-api/"):
                 return self

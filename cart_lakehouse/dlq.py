@@ -200,10 +200,12 @@ class DlqTriage:
 
 
 def stored_ids(clients: AwsClients, table: str, purchase_ids: list[str]) -> set[str]:
-    """Which of these purchases DynamoDB holds (BatchGetItem, 100 keys a call)."""
+    """Which of these purchases DynamoDB holds (BatchGetItem, 100 keys a call). The ids may repeat (a
+    purchase delivered twice can be dead-lettered twice); BatchGetItem refuses repeated keys."""
     found: set[str] = set()
-    for start in range(0, len(purchase_ids), 100):
-        keys: list[Any] = [{"purchase_id": {"S": pid}} for pid in purchase_ids[start : start + 100]]
+    unique = sorted(set(purchase_ids))
+    for start in range(0, len(unique), 100):
+        keys: list[Any] = [{"purchase_id": {"S": pid}} for pid in unique[start : start + 100]]
         request: dict[str, Any] = {table: {"Keys": keys, "ProjectionExpression": "purchase_id"}}
         while request:
             answer = clients.dynamodb.batch_get_item(RequestItems=request)

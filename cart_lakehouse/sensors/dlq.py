@@ -87,7 +87,7 @@ def dlq_redrive(context: SensorEvaluationContext, aws: AwsResource, lake: LakeRe
     cursor = DlqCursor.parse(context.cursor)
     triage = DlqTriage(settings, clients, lake.lake()).run()
     for hour, ids in sorted(triage.redriven.items()):
-        cursor.pending.append(Pending(hour, triage.batch_id, sorted(ids)))
+        cursor.pending.append(Pending(hour, triage.batch_id, sorted(set(ids))))  # a purchase may be in twice
 
     runs: list[RunRequest] = []
     still: list[Pending] = []

@@ -112,6 +112,22 @@ def test_a_later_batch_for_the_same_hour_gets_its_own_run(settings: Settings, aw
     assert all(k.startswith(f"dlq:{HOUR.key}:") for k in keys)
 
 
+def test_a_purchase_dead_lettered_twice_is_waited_for_once(settings: Settings, aws: AwsClients, tmp_path: Path) -> None:
+    """A message delivered twice can reach the DLQ twice (seen at volume: the worker's own forward and
+    SQS's redrive); both copies are redriven, the hour waits for the purchase once and is rerun."""
+    (purchase,) = stored_purchases(HOUR.start, 1, seed=5)
+    dead_letter(aws, settings, to_json(purchase), "transient")
+    dead_letter(aws, settings, to_json(purchase))
+    first = tick(settings, tmp_path)
+    assert isinstance(first, SensorResult)
+    assert [p.ids for p in DlqCursor.parse(first.cursor).pending] == [[purchase["purchase_id"]]]
+    assert QueueRunner(settings, aws, wait_seconds=0).drain().stored == 2  # the same purchase, stored idempotently
+    second = tick(settings, tmp_path, first.cursor)
+    assert isinstance(second, SensorResult)
+    (run,) = second.run_requests
+    assert run.partition_key == HOUR.key
+
+
 def test_nothing_leaves_the_dlq_when_the_redrive_fails(settings: Settings, aws: AwsClients, tmp_path: Path) -> None:
     (purchase,) = stored_purchases(HOUR.start, 1, seed=3)
     dead_letter(aws, settings, to_json(purchase), "transient")
