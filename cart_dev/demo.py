@@ -222,7 +222,6 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     # the worker logs each retry and dead-letter; at volume that drowns the demo's own progress lines,
     # which count them, and the ledger, which accounts for every one
-    logging.basicConfig(level=logging.WARNING, format="    %(levelname)s %(name)s: %(message)s")
     logging.getLogger("cart_api").setLevel(logging.ERROR)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="cart-demo-lake-") as tmp:
