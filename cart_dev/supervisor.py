@@ -642,7 +642,7 @@ def run(args: argparse.Namespace) -> int:
                 ],
                 {**env, "DAGSTER_HOME": str(home), "CART_DAGSTER_UI_URL": dagster_url},
             )
-            wait_until(lambda: answers(f"{dagster_url}/server_info"), 120, "Dagster UI", dagster)
+            wait_until(lambda: answers(f"{dagster_url}/server_info"), 300, "Dagster UI", dagster)
             wait_until(lambda: code_location_loaded(dagster_url), 180, "Dagster definitions", dagster)
             if args.history_hours:
                 try:

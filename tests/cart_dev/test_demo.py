@@ -11,6 +11,9 @@ from cart_dev.demo import main
 pytestmark = pytest.mark.e2e  # long end to end: `make test-quick` leaves it out
 
 
+# well above its ~2 minutes: a timeout interrupting a Spark call mid-answer breaks the JVM connection
+# for every later test in the same worker process
+@pytest.mark.timeout(900)
 def test_the_demo_reconciles_to_zero_loss(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["--purchases", "60", "--invalid-share", "0.2", "--poison", "2", "--lake-root", str(tmp_path)])
     out = capsys.readouterr().out
