@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.report import machine, say, write_section
+from bench.snapshot import provisioned
 from cart_aws.aws import AwsClients
-from cart_aws.provision import provision
 from cart_aws.settings import AwsSettings
 from cart_dev import snapshot
 from cart_dev.local_aws import MotoServer
@@ -50,9 +50,8 @@ class Side:
     @classmethod
     def start(cls, name: str, stock: bool) -> Side:
         server = MotoServer(stock=stock).start()
-        settings = AwsSettings(aws_endpoint_url=server.endpoint_url)
-        provision(settings)
-        return cls(name, server, AwsClients(settings), settings)
+        aws, settings = provisioned(server)
+        return cls(name, server, aws, settings)
 
     @property
     def queue_url(self) -> str:
@@ -166,9 +165,7 @@ def volume_rows(purchases: int) -> list[tuple[str, float, int]]:
     with tempfile.TemporaryDirectory(prefix="cart-bench-local-aws-") as workdir:
         path = Path(workdir) / snapshot.SNAPSHOT_FILE
         with MotoServer() as server:
-            settings = AwsSettings(aws_endpoint_url=server.endpoint_url)
-            provision(settings)
-            aws = AwsClients(settings)
+            aws, settings = provisioned(server)
             items = stored_purchases(HOUR, purchases, seed=1)
             say(f"patched: writing {purchases} purchases")
             started = time.perf_counter()
@@ -177,9 +174,7 @@ def volume_rows(purchases: int) -> list[tuple[str, float, int]]:
             say("patched: taking a snapshot")
             taken = snapshot.take(aws, snapshot.Targets.of(settings), path)
         with MotoServer() as server:
-            settings = AwsSettings(aws_endpoint_url=server.endpoint_url)
-            provision(settings)
-            aws = AwsClients(settings)
+            aws, settings = provisioned(server)
             say("patched: restoring the snapshot into a fresh server")
             restored = snapshot.restore(aws, path)
             count = aws.item_count(settings.purchases_table)

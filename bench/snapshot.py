@@ -37,10 +37,15 @@ def moto_api(server: MotoServer, path: str, data: bytes | None = None) -> bytes:
         return bytes(answer.read())
 
 
-def fill(server: MotoServer, purchases: int, threads: int = 8) -> tuple[AwsClients, AwsSettings]:
+def provisioned(server: MotoServer) -> tuple[AwsClients, AwsSettings]:
+    """Clients and settings for ``server``, with every resource provisioned on it."""
     settings = AwsSettings(aws_endpoint_url=server.endpoint_url)
     provision(settings)
-    aws = AwsClients(settings)
+    return AwsClients(settings), settings
+
+
+def fill(server: MotoServer, purchases: int, threads: int = 8) -> tuple[AwsClients, AwsSettings]:
+    aws, settings = provisioned(server)
     say(f"writing {purchases} purchases to DynamoDB")
     put_purchases(aws, settings.purchases_table, stored_purchases(HOUR, purchases, seed=1), threads)
     return aws, settings
@@ -53,9 +58,7 @@ def export_import(purchases: int, workdir: Path) -> list[tuple[str, float, int, 
         say("boto3 export")
         taken = snapshot.take(aws, snapshot.Targets.of(settings), path)
     with MotoServer() as server:
-        settings = AwsSettings(aws_endpoint_url=server.endpoint_url)
-        provision(settings)
-        aws = AwsClients(settings)
+        aws, settings = provisioned(server)
         say("boto3 import")
         restored = snapshot.restore(aws, path)
         count = aws.item_count(settings.purchases_table)
