@@ -58,7 +58,7 @@ demo: setup $(DBT_MANIFEST) ## Headless end-to-end demo with faults; prints gold
 
 bench: bench-ingest bench-lakehouse bench-local-aws ## Run the benchmarks and print their tables (ARGS="--write docs/benchmarks.md")
 
-bench-ingest: setup ## Ingest benchmark: API vs moto, batched vs single publish, worker batching
+bench-ingest: setup ## Ingest benchmark: API vs moto, batched vs single publish, worker batching, the API against a stub SNS (ARGS="--phases d": that alone)
 	@$(UV) run --locked python -m bench.ingest $(ARGS)
 
 bench-lakehouse: setup $(DBT_MANIFEST) ## Lakehouse benchmark: one hour of 100k bronze→gold, single-run vs per-hour backfill
