@@ -8,6 +8,7 @@ from cart_lakehouse.checks.gates import QUALITY_GATES
 from cart_lakehouse.resources import build_resources
 from cart_lakehouse.sensors.alerts import alert_on_run_failure
 from cart_lakehouse.sensors.dlq import dlq_redrive
+from cart_lakehouse.sensors.hour_closed import hour_closed
 from cart_lakehouse.sensors.late_data import late_data
 
 ASSET_MODULES = [bronze, products, silver, gold, quarantine]
@@ -25,7 +26,7 @@ defs = Definitions(
     asset_checks=CHECKS,
     jobs=[hourly_lakehouse_job],
     schedules=[hourly_schedule],
-    sensors=[alert_on_run_failure, dlq_redrive, late_data],
+    sensors=[alert_on_run_failure, dlq_redrive, hour_closed, late_data],
     resources=build_resources(),
     executor=in_process_executor,
 )

@@ -35,6 +35,15 @@ class LakeSettings(AwsSettings):
     spark_master: str = Field(default="local[2]", description="Spark master (local[2], local-cluster[...], yarn...).")
     spark_shuffle_partitions: int = Field(default=4, ge=1, description="spark.sql.shuffle.partitions for silver.")
     dbt_project_dir: str = Field(default="dbt_project", description="The dbt project building gold.")
+    hour_closed_grace_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        le=180,
+        description=(
+            "Seconds after an hour closes that the hour_closed sensor waits for the purchases queue to empty "
+            "before it launches the hour anyway (at most 180: the HH:05 schedule takes over)."
+        ),
+    )
     dagster_ui_url: str = Field(default="http://127.0.0.1:3000", description="Dagster UI address used in links.")
 
     @field_validator("lake_root")

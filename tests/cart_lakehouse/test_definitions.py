@@ -28,6 +28,6 @@ def test_bronze_reads_the_table_and_everything_hourly_shares_one_partitioning() 
 
 def test_automation_is_defined() -> None:
     repo = defs.get_repository_def()
-    assert {s.name for s in repo.sensor_defs} >= {"alert_on_run_failure", "dlq_redrive", "late_data"}
+    assert {s.name for s in repo.sensor_defs} >= {"alert_on_run_failure", "dlq_redrive", "hour_closed", "late_data"}
     assert [s.name for s in repo.schedule_defs] == ["hourly_lakehouse_schedule"]
     assert repo.get_job("hourly_lakehouse").partitions_def is not None
