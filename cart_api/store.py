@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from cart_api.models import PURCHASES
+from cart_aws.ingest_shards import SHARD_ATTRIBUTE, with_shard
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -53,12 +54,15 @@ def to_json(values: dict[str, Any]) -> str:
     return json.dumps(plain(values), default=_json_default, separators=(",", ":"))
 
 
-def to_item(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: _SERIALIZER.serialize(v) for k, v in plain(values).items() if v is not None}
+def to_item(values: dict[str, Any], shards: int) -> dict[str, Any]:
+    """The DynamoDB item of a purchase, with its shard of the ingest-hour index under ``shards``."""
+    item = {k: _SERIALIZER.serialize(v) for k, v in plain(values).items() if v is not None}
+    return with_shard(item, shards)
 
 
 def from_item(item: dict[str, Any]) -> dict[str, Any]:
-    values = {k: _DESERIALIZER.deserialize(v) for k, v in item.items()}
+    """The purchase an item holds, without ``ingest_shard`` (where it is indexed, not what it is)."""
+    values = {k: _DESERIALIZER.deserialize(v) for k, v in item.items() if k != SHARD_ATTRIBUTE}
     for key in _INTEGER_COLUMNS & values.keys():
         if isinstance(values[key], Decimal):
             values[key] = int(values[key])

@@ -104,6 +104,7 @@ class PurchaseWorker:
         *,
         max_receive_count: int,
         source_queue: str,
+        ingest_shards: int,
         write_attempts: int = 5,
         backoff_seconds: float = 0.05,
         metrics: MetricsSink | None = None,
@@ -114,6 +115,7 @@ class PurchaseWorker:
         self._dlq = dlq_url
         self.max_receive_count = max_receive_count
         self.source_queue = source_queue
+        self.ingest_shards = ingest_shards
         self.write_attempts = write_attempts
         self.backoff_seconds = backoff_seconds
         self.metrics = metrics or NoMetrics()
@@ -138,7 +140,7 @@ class PurchaseWorker:
             values = purchase.model_dump()
             pid = values["purchase_id"]
             by_purchase.setdefault(pid, []).append(record)
-            items.setdefault(pid, to_item(values))  # duplicates in one batch: one write
+            items.setdefault(pid, to_item(values, self.ingest_shards))  # duplicates in one batch: one write
 
         failed = self._write(items)
         transient: list[tuple[SqsRecord, str, str]] = []
@@ -258,6 +260,7 @@ def worker_for(settings: Settings, clients: AwsClients) -> PurchaseWorker:
         lambda: clients.queue_url(settings.purchases_dlq),
         max_receive_count=settings.max_receive_count,
         source_queue=settings.purchases_queue,
+        ingest_shards=settings.ingest_shards,
         write_attempts=settings.worker_write_attempts,
         metrics=CloudWatchMetrics(clients.cloudwatch),
     )

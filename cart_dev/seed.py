@@ -18,6 +18,7 @@ from cart_api.models import PURCHASES, Purchase
 from cart_api.store import format_timestamp, to_item
 from cart_api.traffic import generate_requests
 from cart_aws.aws import AwsClients
+from cart_aws.ingest_shards import query_hour
 
 
 def stored_purchases(hour_start: datetime, count: int, seed: int = 0) -> list[dict[str, Any]]:
@@ -47,8 +48,9 @@ def _stored(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def put_purchases(aws: AwsClients, table: str, purchases: Iterable[dict[str, Any]], threads: int = 8) -> int:
-    """BatchWriteItem in chunks of 25 on a few threads, retrying unprocessed items; returns the count."""
-    items = [to_item(_stored(p)) for p in purchases]
+    """BatchWriteItem in chunks of 25 on a few threads, retrying unprocessed items; returns the count.
+    Each item is placed in the ingest-hour index with ``aws.settings``' shard count, as the worker does."""
+    items = [to_item(_stored(p), aws.settings.ingest_shards) for p in purchases]
     chunks = [items[i : i + 25] for i in range(0, len(items), 25)]
 
     def write(chunk: Sequence[dict[str, Any]]) -> None:
@@ -63,21 +65,18 @@ def put_purchases(aws: AwsClients, table: str, purchases: Iterable[dict[str, Any
 
 
 def ingest_hour_key(hour_start: datetime) -> str:
-    """The ``ingest_hour`` value (the GSI's partition key) of the hour starting at ``hour_start``."""
+    """The ``ingest_hour`` value of the hour starting at ``hour_start`` (its shards are the GSI's partition keys)."""
     return hour_start.astimezone(UTC).strftime("%Y-%m-%dT%H")
 
 
 def hour_holds_purchases(aws: AwsClients, table: str, index: str, hour_start: datetime) -> bool:
-    """True when the ingest-hour index has at least one purchase for the hour (a Query, never a Scan)."""
-    answer = aws.dynamodb.query(
-        TableName=table,
-        IndexName=index,
-        KeyConditionExpression="ingest_hour = :hour",
-        ExpressionAttributeValues={":hour": {"S": ingest_hour_key(hour_start)}},
-        Select="COUNT",
-        Limit=1,
-    )
-    return int(answer.get("Count", 0)) > 0
+    """True when the ingest-hour index has at least one purchase for the hour (a Query per shard,
+    never a Scan; it stops at the first purchase found)."""
+    pages = query_hour(aws, table, index, ingest_hour_key(hour_start), Select="COUNT", Limit=1)
+    try:
+        return any(int(page.get("Count", 0)) for page in pages)
+    finally:
+        pages.close()  # stops querying the shards not read yet
 
 
 def seed_empty_hours(

@@ -45,6 +45,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from cart_aws.aws import AwsClients
+from cart_aws.ingest_shards import with_shard
 from cart_aws.settings import AwsSettings
 
 FORMAT = "cart-local-aws-snapshot"
@@ -392,12 +393,17 @@ def read(path: Path) -> Contents:
 def restore(aws: AwsClients, path: Path) -> Summary:
     """Write the snapshot at ``path`` into the (provisioned) resources it names. Read and checked
     in full first, so a damaged file changes nothing. Idempotent: items and objects are put again
-    as they are, and a message already waiting in its queue is not sent twice."""
+    as they are, and a message already waiting in its queue is not sent twice.
+
+    Purchases saved before the ingest-hour index was sharded lack ``ingest_shard``, so the index
+    would not hold them: they are given it here (``aws.settings``' shard count, as the worker would)."""
     started = time.monotonic()
     contents = read(path)
     summary = Summary(path, size=path.stat().st_size)
     try:
         for table, items in contents.items.items():
+            if table == aws.settings.purchases_table:
+                items = [with_shard(item, aws.settings.ingest_shards) for item in items]
             summary.counts[f"dynamodb:{table}"] = _put_items(aws, table, items)
         for queue, messages in contents.messages.items():
             sent, present = _send_missing(aws, queue, messages)

@@ -1,12 +1,13 @@
 """Bronze: the lake's durable history of purchases, one ingest hour per JSON-lines file.
 
 The DynamoDB table is an external asset (the ingest service writes it, Dagster only reads it).
-Bronze reads an hour through the ingest-hour index (a paginated Query, never a Scan) and
-**merges** it into ``bronze/purchases/year=/month=/day=/hour=/purchases.jsonl``: every purchase
-bronze already holds is kept, what DynamoDB holds beyond it is added, and a purchase in both is
-taken from whichever has the newer ``received_at`` (DynamoDB on a tie, so a rerun reflects the
-table as it is now). The file is rewritten whole, sorted and atomically, so a rerun never
-duplicates rows, gives the same bytes for the same inputs, and readers never see half a partition.
+Bronze reads an hour through the ingest-hour index (a paginated Query of each of the hour's
+shards, in parallel, never a Scan: ``cart_aws/ingest_shards.py``) and **merges** it into
+``bronze/purchases/year=/month=/day=/hour=/purchases.jsonl``: every purchase bronze already holds
+is kept, what DynamoDB holds beyond it is added, and a purchase in both is taken from whichever has
+the newer ``received_at`` (DynamoDB on a tie, so a rerun reflects the table as it is now). The file
+is rewritten whole, sorted and atomically, so a rerun never duplicates rows, gives the same bytes
+for the same inputs, and readers never see half a partition.
 
 Bronze never shrinks because the table did: a table that lost data (a local AWS restarted and
 reseeded, a restored backup) must not erase history downstream. Purchases bronze holds that
@@ -17,7 +18,7 @@ the WARN check ``bronze/purchases:source_not_shrunk`` and published to the alert
 import io
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow as arrow
 import pyarrow.json as arrow_json
@@ -35,14 +36,13 @@ from dagster import (
 )
 
 from cart_api.store import from_item, to_json
+from cart_aws.aws import AwsClients
+from cart_aws.ingest_shards import query_hour
 from cart_lakehouse.alerts import Alert, publish_alert
 from cart_lakehouse.lake import Lake
 from cart_lakehouse.layout import BRONZE, bronze_file
 from cart_lakehouse.partitions import Hour, hourly_partitions, hours_between
 from cart_lakehouse.resources import AwsResource, LakeResource
-
-if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
 
 OWNER = "team:cart-platform"
 SOURCE_NOT_SHRUNK = "source_not_shrunk"
@@ -57,20 +57,16 @@ purchases_table = AssetSpec(
     ),
     owners=[OWNER],
     kinds={"dynamodb"},
-    metadata={"contract": "contracts/purchases.odcs.yaml", "index": "by-ingest-hour (ingest_hour, received_at)"},
+    metadata={
+        "contract": "contracts/purchases.odcs.yaml",
+        "index": "by-ingest-hour (ingest_shard = ingest_hour#shard, received_at)",
+    },
 )
 
 
-def query_hour(dynamodb: "DynamoDBClient", table: str, index: str, hour: Hour) -> Iterator[dict[str, Any]]:
-    """Every item of one ingest hour, page by page through the index (no Scan)."""
-    kwargs: dict[str, Any] = {
-        "TableName": table,
-        "IndexName": index,
-        "KeyConditionExpression": "ingest_hour = :h",
-        "ExpressionAttributeValues": {":h": {"S": hour.ingest_hour}},
-    }
-    paginator = dynamodb.get_paginator("query")
-    for page in paginator.paginate(**kwargs):
+def hour_items(clients: AwsClients, table: str, index: str, hour: Hour) -> Iterator[dict[str, Any]]:
+    """Every item of one ingest hour, from all its shards of the index, page by page (no Scan)."""
+    for page in query_hour(clients, table, index, hour.ingest_hour):
         yield from page.get("Items", [])
 
 
@@ -211,7 +207,7 @@ def bronze_purchases(context: AssetExecutionContext, aws: AwsResource, lake: Lak
     window = context.partition_time_window
     written = []
     for hour in hours_between(window.start, window.end):
-        items = query_hour(clients.dynamodb, settings.purchases_table, settings.ingest_hour_index, hour)
+        items = hour_items(clients, settings.purchases_table, settings.ingest_hour_index, hour)
         result = merge_bronze_hour(items, the_lake, hour)
         context.log.info(
             f"bronze {hour.key}: {result.rows} purchases ({result.added} new, {result.updated} updated, "
@@ -227,7 +223,10 @@ def bronze_purchases(context: AssetExecutionContext, aws: AwsResource, lake: Lak
         "updated": sum(w.updated for w in written),
         "kept_missing_from_source": sum(len(w.missing) for w in written),
         "location": MetadataValue.path(the_lake.uri(BRONZE)),
-        "source": f"dynamodb://{settings.purchases_table} (index {settings.ingest_hour_index})",
+        "source": (
+            f"dynamodb://{settings.purchases_table} (index {settings.ingest_hour_index}, "
+            f"{settings.index_read_shards} shards per hour)"
+        ),
     }
     if len(written) > 1:
         metadata["rows_per_hour"] = MetadataValue.md(

@@ -9,7 +9,8 @@ restarted and reseeded) has fewer and nothing new, and must not make the lake fo
 
 Each tick, for each closed hour of the look-back window that has a bronze file:
 
-1. COUNT the hour's purchases in DynamoDB (a query on the ingest-hour index: little data back).
+1. COUNT the hour's purchases in DynamoDB (a query of each of the hour's shards of the ingest-hour
+   index, in parallel: little data back).
 2. If the count equals the one the cursor remembers for the hour, the hour was already compared
    at that count: nothing to do. (A deletion and an insertion that cancel out between two ticks
    go unseen until the hour's count next changes, or forever if it never does; the price of not
@@ -28,12 +29,12 @@ reason and leaves its cursor as it was.
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, SensorResult, SkipReason, sensor
 
 from cart_aws.aws import AwsClients
+from cart_aws.ingest_shards import count_hour, query_hour
 from cart_lakehouse.assets.bronze import read_bronze
 from cart_lakehouse.automation import hourly_lakehouse_job
 from cart_lakehouse.layout import bronze_file
@@ -45,26 +46,15 @@ RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
-def _hour_query(table: str, index: str, hour: Hour) -> dict[str, Any]:
-    return {
-        "TableName": table,
-        "IndexName": index,
-        "KeyConditionExpression": "ingest_hour = :h",
-        "ExpressionAttributeValues": {":h": {"S": hour.ingest_hour}},
-    }
-
-
 def hour_count(clients: AwsClients, table: str, index: str, hour: Hour) -> int:
-    """How many purchases DynamoDB holds for the hour (COUNT through the index, paginated)."""
-    paginator = clients.dynamodb.get_paginator("query")
-    pages = paginator.paginate(**_hour_query(table, index, hour), Select="COUNT")
-    return sum(int(page.get("Count", 0)) for page in pages)
+    """How many purchases DynamoDB holds for the hour (COUNT over every shard of the index, paginated)."""
+    return count_hour(clients, table, index, hour.ingest_hour)
 
 
 def hour_ids(clients: AwsClients, table: str, index: str, hour: Hour) -> set[str]:
-    """The purchase ids DynamoDB holds for the hour, through the index (only the key comes back)."""
-    paginator = clients.dynamodb.get_paginator("query")
-    pages = paginator.paginate(**_hour_query(table, index, hour), ProjectionExpression="purchase_id")
+    """The purchase ids DynamoDB holds for the hour, through every shard of the index (only the key
+    comes back)."""
+    pages = query_hour(clients, table, index, hour.ingest_hour, ProjectionExpression="purchase_id")
     return {item["purchase_id"]["S"] for page in pages for item in page.get("Items", [])}
 
 

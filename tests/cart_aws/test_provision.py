@@ -43,7 +43,10 @@ def test_every_described_resource_exists_as_described(settings: Settings, aws: A
     assert table["KeySchema"] == [{"AttributeName": "purchase_id", "KeyType": "HASH"}]
     (index,) = table["GlobalSecondaryIndexes"]
     assert index["IndexName"] == settings.ingest_hour_index
-    assert index["KeySchema"][0] == {"AttributeName": "ingest_hour", "KeyType": "HASH"}
+    assert index["KeySchema"] == [
+        {"AttributeName": "ingest_shard", "KeyType": "HASH"},
+        {"AttributeName": "received_at", "KeyType": "RANGE"},
+    ]
     ttl = aws.dynamodb.describe_time_to_live(TableName=settings.idempotency_table)["TimeToLiveDescription"]
     assert ttl["AttributeName"] == "expires_at"
     for name in (settings.purchases_table, settings.idempotency_table):

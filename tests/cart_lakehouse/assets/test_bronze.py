@@ -217,6 +217,6 @@ def test_bad_items_are_kept_raw_for_silver_to_quarantine(
     item = stored_purchases(hour.start, 1, seed=5)[0]
     raw = {k: {"S": str(v)} for k, v in item.items()}  # everything a string: written by hand, not the worker
     raw[bad] = {"S": "lots"}
-    aws.dynamodb.put_item(TableName=settings.purchases_table, Item=raw)
+    aws.dynamodb.put_item(TableName=settings.purchases_table, Item=with_shard(raw, settings.ingest_shards))
     assert materialize([bronze_purchases], partition_key=hour.key, resources=resources(settings, str(tmp_path))).success
     assert lines(Lake.open(str(tmp_path)), hour)[0][bad] == "lots"
