@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -188,10 +189,19 @@ class Provisioner:
             self._ensure_point_in_time_recovery(table)
             return Change("dynamodb table", table.name, "created", table.purpose)
         updates: list[str] = []
-        existing = {g["IndexName"] for g in current.get("GlobalSecondaryIndexes", [])}
+        existing = {g["IndexName"]: g["KeySchema"] for g in current.get("GlobalSecondaryIndexes", [])}
         for index in table.indexes:
-            if index.name not in existing:
-                keys = [index.hash_key] + ([index.range_key] if index.range_key else [])
+            keys = [index.hash_key] + ([index.range_key] if index.range_key else [])
+            rekeyed = index.name in existing and existing[index.name] != self._gsi(table, index.name)["KeySchema"]
+            if rekeyed:
+                # DynamoDB cannot change the keys of an index: drop it and build it again (the
+                # ingest-hour index moved from ingest_hour to ingest_shard); items without the new
+                # key attribute are not in the rebuilt index (cart_aws/ingest_shards.py)
+                ddb.update_table(
+                    TableName=table.name, GlobalSecondaryIndexUpdates=[{"Delete": {"IndexName": index.name}}]
+                )
+                self._wait_index_deleted(table.name, index.name)
+            if rekeyed or index.name not in existing:
                 ddb.update_table(
                     TableName=table.name,
                     AttributeDefinitions=[
@@ -200,7 +210,7 @@ class Provisioner:
                     ],
                     GlobalSecondaryIndexUpdates=[{"Create": self._gsi(table, index.name)}],  # type: ignore[typeddict-item]
                 )
-                updates.append(f"index {index.name}")
+                updates.append(f"index {index.name} re-keyed ({', '.join(keys)})" if rekeyed else f"index {index.name}")
         if self._ensure_ttl(table):
             updates.append(f"ttl {table.ttl_attribute}")
         if self._ensure_point_in_time_recovery(table):
@@ -208,6 +218,21 @@ class Provisioner:
         if updates:
             return Change("dynamodb table", table.name, "updated", ", ".join(updates))
         return Change("dynamodb table", table.name, "unchanged")
+
+    def _wait_index_deleted(self, table: str, index: str, timeout: float = 1_800.0, interval: float = 5.0) -> None:
+        """Until DynamoDB has dropped the index (minutes on AWS, at once on moto): an index of the
+        same name cannot be created while the old one is being deleted."""
+        deadline = time.monotonic() + timeout
+        while True:
+            current = self.aws.dynamodb.describe_table(TableName=table)["Table"]
+            if index not in {g["IndexName"] for g in current.get("GlobalSecondaryIndexes", [])}:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"index {index} of DynamoDB table {table} is still being deleted after {timeout:.0f} s; "
+                    "run cart-provision again once it is gone (aws dynamodb describe-table)"
+                )
+            time.sleep(interval)
 
     @staticmethod
     def _gsi(table: Table, name: str) -> dict[str, Any]:

@@ -105,3 +105,35 @@ def test_cli_prints_what_it_did(settings: Settings, monkeypatch: object, capsys:
     assert main([]) == 0
     out = capsys.readouterr().out  # type: ignore[attr-defined]
     assert "unchanged  sqs queue cart-purchases" in out
+
+
+def test_an_index_with_other_keys_is_rebuilt_with_the_described_ones(settings: Settings, aws: AwsClients) -> None:
+    # the ingest-hour index as it was before it was sharded: keyed on the bare hour
+    index = settings.ingest_hour_index
+    aws.dynamodb.update_table(
+        TableName=settings.purchases_table, GlobalSecondaryIndexUpdates=[{"Delete": {"IndexName": index}}]
+    )
+    aws.dynamodb.update_table(
+        TableName=settings.purchases_table,
+        AttributeDefinitions=[
+            {"AttributeName": "ingest_hour", "AttributeType": "S"},
+            {"AttributeName": "received_at", "AttributeType": "S"},
+        ],
+        GlobalSecondaryIndexUpdates=[
+            {
+                "Create": {
+                    "IndexName": index,
+                    "KeySchema": [
+                        {"AttributeName": "ingest_hour", "KeyType": "HASH"},
+                        {"AttributeName": "received_at", "KeyType": "RANGE"},
+                    ],
+                    "Projection": {"ProjectionType": "ALL"},
+                }
+            }
+        ],
+    )
+    (change,) = [c for c in provision(settings) if c.kind == "dynamodb table" and c.name == settings.purchases_table]
+    assert (change.action, change.detail) == ("updated", f"index {index} re-keyed (ingest_shard, received_at)")
+    (rebuilt,) = aws.dynamodb.describe_table(TableName=settings.purchases_table)["Table"]["GlobalSecondaryIndexes"]
+    assert [k["AttributeName"] for k in rebuilt["KeySchema"]] == ["ingest_shard", "received_at"]
+    assert {c.action for c in provision(settings)} == {"unchanged"}
