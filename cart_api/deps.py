@@ -1,5 +1,10 @@
 """FastAPI dependencies: settings, backend services and authentication, each overridable in
-tests with ``app.dependency_overrides``."""
+tests with ``app.dependency_overrides``.
+
+Every dependency here is ``async def`` although none awaits: FastAPI runs a plain ``def``
+dependency in a worker thread, and for these few attribute reads the nine thread hops per POST
+cost more than everything else the API does (bench.ingest phase (d): 3.45 → 1.47 ms of CPU per
+purchase). None of them may block."""
 
 from __future__ import annotations
 
@@ -23,33 +28,33 @@ api_key_header = APIKeyHeader(
 )
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_backend(request: Request) -> Backend:
+async def get_backend(request: Request) -> Backend:
     backend: Backend = request.app.state.backend
     return backend
 
 
-def get_publisher(backend: Annotated[Backend, Depends(get_backend)]) -> Publisher:
+async def get_publisher(backend: Annotated[Backend, Depends(get_backend)]) -> Publisher:
     return backend.publisher
 
 
-def get_idempotency_store(backend: Annotated[Backend, Depends(get_backend)]) -> IdempotencyStore:
+async def get_idempotency_store(backend: Annotated[Backend, Depends(get_backend)]) -> IdempotencyStore:
     return backend.idempotency
 
 
-def get_purchase_lookup(backend: Annotated[Backend, Depends(get_backend)]) -> PurchaseLookup:
+async def get_purchase_lookup(backend: Annotated[Backend, Depends(get_backend)]) -> PurchaseLookup:
     return backend.lookup
 
 
-def get_readiness_probe(backend: Annotated[Backend, Depends(get_backend)]) -> ReadinessProbe:
+async def get_readiness_probe(backend: Annotated[Backend, Depends(get_backend)]) -> ReadinessProbe:
     return backend.readiness
 
 
-def require_client(
+async def require_client(
     settings: Annotated[Settings, Depends(get_settings)],
     api_key: Annotated[str | None, Security(api_key_header)],
 ) -> str:
@@ -65,11 +70,11 @@ def require_client(
     )
 
 
-def get_limiter(backend: Annotated[Backend, Depends(get_backend)]) -> TokenBucketLimiter | None:
+async def get_limiter(backend: Annotated[Backend, Depends(get_backend)]) -> TokenBucketLimiter | None:
     return backend.limiter
 
 
-def rate_limited_client(
+async def rate_limited_client(
     client: Annotated[str, Depends(require_client)],
     limiter: Annotated[TokenBucketLimiter | None, Depends(get_limiter)],
 ) -> str:
@@ -89,12 +94,12 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def get_clock() -> Callable[[], datetime]:
+async def get_clock() -> Callable[[], datetime]:
     """The clock that stamps ``received_at`` (and so the ingest hour); tests and the demo override it."""
     return utc_now
 
 
-def require_json(request: Request) -> None:
+async def require_json(request: Request) -> None:
     content_type = request.headers.get("content-type", "")
     media_type = content_type.split(";", 1)[0].strip().lower()
     if media_type != "application/json" and not media_type.endswith("+json"):
