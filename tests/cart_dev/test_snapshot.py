@@ -12,8 +12,11 @@ from typing import Any
 
 import pytest
 
+from cart_api.models import Purchase
 from cart_api.settings import Settings
+from cart_api.store import to_item
 from cart_aws.aws import AwsClients
+from cart_aws.ingest_shards import SHARD_ATTRIBUTE, count_hour, shard_key
 from cart_aws.provision import provision
 from cart_dev import snapshot
 from cart_dev.local_aws import MotoServer
@@ -194,3 +197,26 @@ def test_restoring_twice_duplicates_nothing(
     assert {"queue": after["queue"], "dlq": after["dlq"]} == SENT
     assert after["purchases"] == before["purchases"]
     assert after["idempotency"] == before["idempotency"]
+
+
+def test_purchases_saved_before_the_index_was_sharded_are_readable_after_a_restore(
+    aws: AwsClients, settings: Settings, moto_server: MotoServer, tmp_path: Path
+) -> None:
+    purchases = stored_purchases(HOUR, 40, seed=9)
+    for purchase in purchases:  # as the worker stored them before: no ingest_shard, so in no shard of the index
+        item = to_item(Purchase.model_validate(purchase).model_dump(), settings.ingest_shards)
+        del item[SHARD_ATTRIBUTE]
+        aws.dynamodb.put_item(TableName=settings.purchases_table, Item=item)
+    hour = HOUR.strftime("%Y-%m-%dT%H")
+    assert count_hour(aws, settings.purchases_table, settings.ingest_hour_index, hour) == 0
+    path = tmp_path / snapshot.SNAPSHOT_FILE
+    snapshot.take(aws, snapshot.Targets.of(settings), path)
+
+    restart(moto_server, settings)
+    snapshot.restore(aws, path)
+
+    assert count_hour(aws, settings.purchases_table, settings.ingest_hour_index, hour) == 40
+    stored = items(aws, settings.purchases_table)
+    assert {i["purchase_id"]["S"]: i[SHARD_ATTRIBUTE]["S"] for i in stored} == {
+        p["purchase_id"]: shard_key(hour, p["purchase_id"], settings.ingest_shards) for p in purchases
+    }

@@ -14,6 +14,7 @@ from dagster import AssetCheckSeverity, ExecuteInProcessResult, materialize
 from cart_api.settings import Settings
 from cart_api.store import format_timestamp
 from cart_aws.aws import AwsClients
+from cart_aws.ingest_shards import with_shard
 from cart_dev.seed import put_purchases, stored_purchases
 from cart_lakehouse.assets.bronze import bronze_file, bronze_purchases, merge_bronze_hour
 from cart_lakehouse.lake import Lake
@@ -207,6 +208,29 @@ def test_a_range_of_hours_runs_as_one_run(settings: Settings, aws: AwsClients, t
     assert result.success
     lake = Lake.open(str(tmp_path))
     assert [len(lines(lake, h)) for h in hours] == [5, 6, 7]
+
+
+def test_hours_spread_over_shards_are_read_whole_after_the_shard_count_changed(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old, new = recent_hour(3), recent_hour(2)
+    before, after = stored_purchases(old.start, 150, seed=30), stored_purchases(new.start, 150, seed=31)
+    written_with = {4: before, 8: after}  # the old hour under 4 shards, then 8 for new hours
+    for shards, purchases in written_with.items():
+        put_purchases(
+            AwsClients(settings.model_copy(update={"ingest_shards": shards})), settings.purchases_table, purchases
+        )
+
+    monkeypatch.setenv("CART_INGEST_SHARDS", "8")  # what bronze now runs with
+    lake = Lake.open(str(tmp_path))
+    for hour, purchases in ((old, before), (new, after)):
+        result = materialize([bronze_purchases], partition_key=hour.key, resources=resources(settings, str(tmp_path)))
+        assert result.success
+        rows = lines(lake, hour)
+        assert sorted(r["purchase_id"] for r in rows) == sorted(p["purchase_id"] for p in purchases)
+        assert all("ingest_shard" not in r for r in rows)  # a storage detail: silver would quarantine it
+        metadata = result.asset_materializations_for_node("bronze__purchases")[0].metadata
+        assert "8 shards per hour" in str(metadata["source"].value)
 
 
 @pytest.mark.parametrize("bad", ["total_amount", "number_of_installments"])
