@@ -15,7 +15,7 @@ Each tick (every 15 s) looks at the most recently closed hour only, during the f
 both launch an hour (the schedule skips an hour some run has covered since it closed). The cursor
 is the last hour handled; the run key ``hour_closed:<hour>`` keeps even a lost cursor from running
 an hour twice. An hour another run already covered since it closed (cart-dev's bootstrap, a
-person) is not launched again.
+person) is not launched again, nor is an hour that closed before the sensor was first started.
 """
 
 from __future__ import annotations
@@ -80,6 +80,13 @@ def hour_closed_sensor(clock: Callable[[], datetime] = utc_now) -> SensorDefinit
         if context.cursor == hour.key:
             closes = hour.end + timedelta(hours=1)
             return SkipReason(f"hour {hour.key} handled; the next hour closes at {closes:%H:%M} UTC")
+        started = context.last_sensor_start_time
+        if started is not None and hour.end.timestamp() < started:
+            # a first start (make run --fresh): the hour is cart-dev's bootstrap's or the schedule's, and
+            # launching it now could run before reference/products exists
+            return SkipReason(
+                f"hour {hour.key} closed before this sensor started: left to the HH:{SCHEDULE_MINUTE:02d} schedule"
+            )
         since_close = now - hour.end
         if since_close >= HANDOVER:
             return SkipReason(

@@ -47,12 +47,17 @@ def at(seconds: float) -> Callable[[], datetime]:
 
 
 def tick(
-    endpoint: str, seconds: float, cursor: str | None = None, instance: DagsterInstance | None = None
+    endpoint: str,
+    seconds: float,
+    cursor: str | None = None,
+    instance: DagsterInstance | None = None,
+    started: datetime | None = None,
 ) -> SensorResult | SkipReason:
     context = build_sensor_context(
         cursor=cursor,
         instance=instance or DagsterInstance.ephemeral(),
         resources={"aws": AwsResource(aws_endpoint_url=endpoint)},
+        last_sensor_start_time=started.timestamp() if started else None,
     )
     result = hour_closed_sensor(at(seconds))(context)
     assert isinstance(result, SensorResult | SkipReason)
@@ -161,6 +166,13 @@ def test_an_unreachable_queue_waits_for_the_grace_then_launches() -> None:
 def test_an_hour_closed_minutes_ago_is_left_to_the_schedule(settings: Settings) -> None:
     message = waiting(tick(settings.aws_endpoint_url, 4 * 60))
     assert "left to the HH:05 schedule" in message
+
+
+def test_an_hour_that_closed_before_the_sensor_started_is_left_to_the_schedule(settings: Settings) -> None:
+    endpoint = settings.aws_endpoint_url
+    message = waiting(tick(endpoint, 15, started=HOUR.end + timedelta(seconds=10)))  # a first start
+    assert "closed before this sensor started" in message
+    assert launched(tick(endpoint, 15, started=HOUR.end - timedelta(seconds=1))).partition_key == HOUR.key
 
 
 def test_an_hour_another_run_covered_since_it_closed_is_not_launched(
