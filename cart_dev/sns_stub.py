@@ -9,7 +9,8 @@ reads each request, waits ``delay_ms`` (the AWS round trip it stands in for; 20 
 an event-loop timer, which costs no CPU, and answers in SNS's query-protocol XML. It also answers
 STS ``GetCallerIdentity``, which the API calls once to build its topic ARN. Nothing is stored or
 delivered: every call succeeds. ``GET /stats`` reports the calls, the messages and the stub's own
-CPU seconds, so a benchmark can show the stub's cost.
+CPU seconds, so a benchmark can show the stub's cost; ``POST /delay/<ms>`` changes the delay, so
+one stub can serve runs with different delays in turn (botocore only ever posts to ``/``).
 
 HTTP is parsed by hand (request line, headers, ``Content-Length`` body, keep-alive), the smallest
 amount of work per call, because what botocore sends is that simple; anything else (a chunked
@@ -102,6 +103,12 @@ class StubServer:
 
     async def _handle(self, method: bytes, target: bytes, body: bytes) -> tuple[int, bytes, bytes]:
         if method == b"GET" and target == b"/stats":
+            return 200, b"application/json", json.dumps(self.stats()).encode()
+        if method == b"POST" and target.startswith(b"/delay/"):
+            try:
+                self.delay = max(0.0, float(target.removeprefix(b"/delay/")) / 1000)
+            except ValueError:
+                return 400, *_error("InvalidParameter", "POST /delay/<milliseconds>, a number")
             return 200, b"application/json", json.dumps(self.stats()).encode()
         found = ACTION.search(body)
         action = unquote_plus(found.group(1).decode()) if found else ""
@@ -204,10 +211,16 @@ class SnsStub:
         return self
 
     def stats(self) -> dict[str, Any]:
-        """Calls per action, messages published and the stub's CPU seconds so far."""
+        """Calls per action, messages published, the stub's CPU seconds so far and its delay."""
         with urllib.request.urlopen(f"{self.url}/stats", timeout=10) as response:
             stats: dict[str, Any] = json.load(response)
             return stats
+
+    def set_delay(self, delay_ms: float) -> None:
+        """Answer every later call after ``delay_ms`` (calls already waiting keep theirs)."""
+        request = urllib.request.Request(f"{self.url}/delay/{delay_ms:g}", method="POST")
+        urllib.request.urlopen(request, timeout=10).close()
+        self.delay_ms = delay_ms
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -61,8 +61,13 @@ def test_other_calls_are_refused_with_the_reason(aws: AwsClients) -> None:
     assert "CreateTopic" in raised.value.response["Error"]["Message"]
 
 
-def test_stub_without_delay_answers_at_once() -> None:
+def test_the_delay_can_be_changed_while_it_runs() -> None:
     with SnsStub(delay_ms=0) as stub:
         aws = AwsClients(Settings(aws_endpoint_url=stub.url), attempts=1)
         aws.sns.publish(TopicArn=aws.topic_arn("t"), Message="m")
         assert stub.stats()["delay_ms"] == 0
+        stub.set_delay(DELAY_MS)
+        assert stub.stats()["delay_ms"] == DELAY_MS
+        started = time.perf_counter()
+        aws.sns.publish(TopicArn=aws.topic_arn("t"), Message="m")
+        assert time.perf_counter() - started >= DELAY_MS / 1000
