@@ -3,6 +3,11 @@
 (a) One hour of N purchases (100k by default) from bronze to gold: the bronze read from DynamoDB
     (the moto server, paginated Query on the ingest-hour index) on its own row, then silver
     (PySpark) and gold (dbt-duckdb) with their quality gates. Goal: silver + gold under 60 s.
+    With ``--profile``, the same runs are broken down per step (each Dagster step, the spans each
+    asset and check reports in its ``timings`` metadata, dbt's startup and each model and test,
+    and Dagster's own overhead: the run's wall time minus its steps), and the Spark job's lazy
+    stages are timed one by one (read, + contract rules, + dedupe, + enrichment; each forced with
+    Spark's ``noop`` sink on the warm session) to split its "classify and count" span.
 (b) A backfill of H hours (24 by default, M purchases each) as one run (the single-run backfill
     policy of every hourly asset) against one run per hour, bronze to gold with all checks.
     Goal: the single run at least 5x faster.
@@ -23,7 +28,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from dagster import DagsterEventType, ExecuteInProcessResult
 from dagster_pyspark import LazyPySparkResource
+from pyspark.sql import DataFrame
 
 from bench.report import machine, say, write_section
 from cart_api.settings import Settings
@@ -31,7 +38,9 @@ from cart_aws.aws import AwsClients
 from cart_aws.provision import provision
 from cart_dev.local_aws import MotoServer
 from cart_dev.seed import put_purchases, stored_purchases
+from cart_lakehouse.jobs.silver import check_lines, decide_fate, read_lines, silver_rows
 from cart_lakehouse.lake import Lake
+from cart_lakehouse.layout import PRODUCTS_FILE, bronze_file
 from cart_lakehouse.local import local_resources, materialize_hours
 from cart_lakehouse.partitions import Hour
 from cart_lakehouse.resources import spark_config
@@ -75,9 +84,95 @@ class Bench:
 
 def timed_run(resources: dict[str, Any], groups: tuple[str, ...], hours: list[Hour] | None) -> float:
     """One Dagster run of the groups' assets for an hour, a window of hours, or unpartitioned (None)."""
+    return profiled_run(resources, groups, hours)[0]
+
+
+def profiled_run(
+    resources: dict[str, Any], groups: tuple[str, ...], hours: list[Hour] | None
+) -> tuple[float, ExecuteInProcessResult]:
     start = time.perf_counter()
-    materialize_hours(resources, hours, groups)
-    return time.perf_counter() - start
+    result = materialize_hours(resources, hours, groups)
+    return time.perf_counter() - start, result
+
+
+@dataclass
+class Span:
+    name: str
+    seconds: float
+    depth: int = 0
+
+
+SHARED_SPANS = ("dbt build", "dbt startup")
+
+
+def _seconds(value: Any) -> dict[str, float]:
+    return {str(k): float(v) for k, v in dict(value).items()}
+
+
+def run_profile(label: str, wall: float, result: ExecuteInProcessResult) -> list[Span]:
+    """The run's steps with the spans their assets and checks reported, and Dagster's overhead."""
+    timings: dict[str, list[tuple[str, dict[str, float]]]] = {}
+    for event in result.get_asset_materialization_events():
+        entry = event.materialization.metadata.get("timings")
+        if entry is not None and event.step_key and event.asset_key:
+            timings.setdefault(event.step_key, []).append((event.asset_key.to_user_string(), _seconds(entry.value)))
+    for check in result.get_asset_check_evaluations():
+        entry = check.metadata.get("timings")
+        step = f"{check.asset_key.to_python_identifier()}_{check.check_name}"
+        if entry is not None:
+            timings.setdefault(step, []).append(("", _seconds(entry.value)))
+    spans = [Span(label, wall)]
+    steps = 0.0
+    for event in result.all_events:
+        if event.event_type not in (DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE):
+            continue
+        seconds = float(getattr(event.event_specific_data, "duration_ms", 0.0) or 0.0) / 1000
+        steps += seconds
+        spans.append(Span(f"step {event.step_key}", seconds, 1))
+        shown: set[str] = set()
+        for owner, reported in timings.get(event.step_key or "", []):
+            for name, value in reported.items():
+                if name.startswith(SHARED_SPANS):  # the same dbt invocation on every model: once
+                    if name not in shown:
+                        spans.append(Span(name, value, 2))
+                        shown.add(name)
+                    continue
+                spans.append(Span(f"{owner} {name}".strip(), value, 2))
+    spans.append(Span("Dagster overhead (run wall − its steps)", wall - steps, 1))
+    return spans
+
+
+def spark_stages(bench: Bench, lake: Lake, hour: Hour) -> list[Span]:
+    """The silver job's lazy stages one by one on the warm session, each forced to completion with
+    the ``noop`` sink; each row is the stage's increment over the one before."""
+    spark = bench.spark_resource.spark_session
+    paths = [lake.uri(bronze_file(hour))]
+    products = spark.read.parquet(lake.uri(PRODUCTS_FILE))
+
+    def run(frame: DataFrame) -> float:
+        start = time.perf_counter()
+        frame.write.format("noop").mode("overwrite").save()
+        return time.perf_counter() - start
+
+    read = run(read_lines(spark, paths))
+    rules = run(check_lines(read_lines(spark, paths)))
+    dedupe = run(decide_fate(check_lines(read_lines(spark, paths))))
+    enrich = run(silver_rows(decide_fate(check_lines(read_lines(spark, paths))), products))
+    return [
+        Span("silver's Spark stages, each forced with the noop sink (increments)", enrich),
+        Span("read bronze JSON lines", read, 1),
+        Span("+ parse and contract rules", rules - read, 1),
+        Span("+ dedupe (window per purchase_id)", dedupe - rules, 1),
+        Span("+ enrichment (products join, casts)", enrich - dedupe, 1),
+    ]
+
+
+def profile_table(spans: list[Span], total: float) -> str:
+    lines = ["| step | seconds | share of silver + gold |", "|---|---:|---:|"]
+    for s in spans:
+        indent = "· " * s.depth
+        lines.append(f"| {indent}{s.name} | {s.seconds:.2f} | {100 * s.seconds / total:.0f}% |")
+    return "\n".join(lines)
 
 
 def start_spark(bench: Bench) -> Row:
@@ -86,7 +181,7 @@ def start_spark(bench: Bench) -> Row:
     return Row("-", "Spark session start (local[2], once per process)", 0, time.perf_counter() - start)
 
 
-def one_hour(bench: Bench, count: int) -> list[Row]:
+def one_hour(bench: Bench, count: int, profile: list[Span] | None = None) -> list[Row]:
     aws, resources = bench.fresh("one-hour")
     hour = Hour(datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3))
     say(f"(a) putting {count} purchases into DynamoDB for {hour.key}")
@@ -94,18 +189,28 @@ def one_hour(bench: Bench, count: int) -> list[Row]:
     bench.seed(aws, [hour], count)
     say(f"(a) seeded in {time.perf_counter() - started:.0f} s; materializing reference and bronze")
     timed_run(resources, ("reference",), None)
-    bronze = timed_run(resources, ("bronze",), [hour])
+    bronze, bronze_run = profiled_run(resources, ("bronze",), [hour])
     say("(a) silver")
-    silver = timed_run(resources, ("silver",), [hour])
+    silver, silver_run = profiled_run(resources, ("silver",), [hour])
     say("(a) gold")
-    gold = timed_run(resources, ("gold",), [hour])
+    gold, gold_run = profiled_run(resources, ("gold",), [hour])
     lake = Lake.open(resources["lake"].root)
+    if profile is not None:
+        say("(a) profiling silver's Spark stages")
+        profile.extend(
+            [
+                *run_profile("bronze run", bronze, bronze_run),
+                *run_profile("silver run", silver, silver_run),
+                *spark_stages(bench, lake, hour),
+                *run_profile("gold run", gold, gold_run),
+            ]
+        )
     size = sum(lake.size(f) for f in lake.files("bronze"))
     return [
         Row("a", "bronze: DynamoDB Query → JSON lines", count, bronze, f"{size / 1e6:.1f} MB of JSON"),
         Row("a", "silver: PySpark + contract and reconciliation checks", count, silver),
         Row("a", "gold: dbt build (3 models and their tests) + checks", count, gold),
-        Row("a", "silver + gold", count, silver + gold, "goal < 60 s"),
+        Row("a", "silver + gold", count, silver + gold, f"goal < {20 if count <= 100_000 else 90} s"),
     ]
 
 
@@ -147,16 +252,20 @@ def table(rows: list[Row]) -> str:
 
 def goals(rows: list[Row]) -> list[tuple[str, bool, str]]:
     both = next(r for r in rows if r.step == "silver + gold")
-    single, separate = (r for r in rows if r.phase == "b")
-    gain = separate.seconds / single.seconds
-    return [
+    limit = 20 if both.purchases <= 100_000 else 90
+    verdicts = [
         (
-            f"(a) one hour of {both.purchases} purchases through silver and gold < 60 s",
-            both.seconds < 60,
+            f"(a) one hour of {both.purchases} purchases through silver and gold < {limit} s",
+            both.seconds < limit,
             f"{both.seconds:.1f} s",
-        ),
-        ("(b) single-run backfill ≥ 5x faster than one run per hour", gain >= 5, f"{gain:.1f}x"),
+        )
     ]
+    backfill_rows = [r for r in rows if r.phase == "b"]
+    if backfill_rows:
+        single, separate = backfill_rows
+        gain = separate.seconds / single.seconds
+        verdicts.append(("(b) single-run backfill ≥ 5x faster than one run per hour", gain >= 5, f"{gain:.1f}x"))
+    return verdicts
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -165,15 +274,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hours", type=int, default=24, help="hours in the backfill phase (%(default)s)")
     parser.add_argument("--per-hour", type=int, default=1000, help="purchases per backfilled hour (%(default)s)")
     parser.add_argument("--shuffle-partitions", type=int, default=4, help="spark.sql.shuffle.partitions (%(default)s)")
+    parser.add_argument("--profile", action="store_true", help="print where (a)'s time goes, step by step")
+    parser.add_argument("--skip-backfill", action="store_true", help="run phase (a) only")
     parser.add_argument("--write", type=Path, help="also write the table into this markdown file")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     with MotoServer() as moto, tempfile.TemporaryDirectory(prefix="cart-bench-lake-") as lake_root:
         bench = Bench(moto, Path(lake_root), args.shuffle_partitions)
-        rows = [start_spark(bench), *one_hour(bench, args.purchases), *backfill(bench, args.hours, args.per_hour)]
+        profile: list[Span] | None = [] if args.profile else None
+        rows = [start_spark(bench), *one_hour(bench, args.purchases, profile)]
+        if not args.skip_backfill:
+            rows.extend(backfill(bench, args.hours, args.per_hour))
     verdicts = "\n".join(f"- {'met' if ok else 'NOT met'}: {name} ({value})" for name, ok, value in goals(rows))
+    both = next(r for r in rows if r.step == "silver + gold").seconds
+    profiled = f"\n\nWhere (a)'s time goes:\n\n{profile_table(profile, both)}" if profile else ""
     text = (
-        f"{table(rows)}\n\nGoals:\n{verdicts}\n\n"
+        f"{table(rows)}{profiled}\n\nGoals:\n{verdicts}\n\n"
         f"In-process Dagster runs sharing one Spark session (local[2], {args.shuffle_partitions} shuffle partitions); "
         f"benchmark took {time.perf_counter() - started:.0f} s on {machine()}.\n"
     )

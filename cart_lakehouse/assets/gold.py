@@ -18,6 +18,7 @@ A failing test leaves the published gold untouched and fails the run.
 
 import json
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -46,6 +47,7 @@ from cart_lakehouse.layout import GOLD_TABLES, SILVER, GoldTable
 from cart_lakehouse.metadata import column_schema, preview
 from cart_lakehouse.partitions import Hour, hourly_partitions, hours_between, whole_days
 from cart_lakehouse.resources import CatalogResource, LakeResource
+from cart_lakehouse.timings import Timings, dbt_node_seconds
 
 OWNER = "team:cart-platform"
 SILVER_TABLE = "silver_purchases"
@@ -133,6 +135,30 @@ def catalog_partitions(table: GoldTable, data: arrow.Table) -> list[list[str]]:
     return [[d.isoformat()] for d in sorted(set(days.to_pylist()))]
 
 
+def dbt_timings(invocation: Any, wall: float) -> dict[str, Timings]:
+    """Per model: the whole ``dbt build``'s wall time and its startup (process, parse, compile:
+    everything dbt did not time per node), the model's own seconds and its tests' seconds."""
+    try:
+        results = invocation.get_artifact("run_results.json")
+    except OSError:
+        return {}
+    nodes = dbt_node_seconds(results)
+    attached = {
+        f"test.{n['name']}": str(n.get("attached_node", "")).rsplit(".", 1)[-1]
+        for n in invocation.manifest.get("nodes", {}).values()
+        if n.get("resource_type") == "test"
+    }
+    per_model: dict[str, Timings] = {}
+    for name in (n.removeprefix("model.") for n in nodes if n.startswith("model.")):
+        timings = per_model[name] = Timings()
+        timings.add("dbt build (all models and tests)", wall)
+        timings.add("dbt startup, parse and compile", wall - float(results.get("elapsed_time") or 0.0))
+        timings.add("dbt model", nodes[f"model.{name}"])
+        tests = [seconds for test, seconds in nodes.items() if attached.get(test) == name]
+        timings.add(f"dbt tests ({len(tests)})", sum(tests))
+    return per_model
+
+
 def model_metadata(lake: Lake, table: GoldTable, data: arrow.Table) -> dict[str, Any]:
     metadata: dict[str, Any] = {
         "dagster/row_count": data.num_rows,
@@ -167,10 +193,12 @@ def gold(
             f"gold {window.hours[0].key}..{window.hours[-1].key}: {len(files) - 1} silver file(s) "
             f"of {len(window.days)} day(s)"
         )
+        started = time.perf_counter()
         invocation = dbt.cli(
             ["build", "--vars", json.dumps(window.vars(files, out_dir))], context=context, raise_on_error=False
         )
         events = list(invocation.stream())
+        timings = dbt_timings(invocation, time.perf_counter() - started)
         failed = {
             e.asset_key
             for e in events
@@ -184,14 +212,18 @@ def gold(
                 if key in failed:
                     held_back.append(table.model)
                     continue
-                data = publish(the_lake, table, out_dir / f"{table.model}.parquet", window.hours)
-                registration = catalog.catalog().register(
-                    catalog_table(the_lake, table), catalog_partitions(table, data)
-                )
+                spans = timings.get(table.model, Timings())
+                with spans.span("publish"):
+                    data = publish(the_lake, table, out_dir / f"{table.model}.parquet", window.hours)
+                with spans.span("Glue registration"):
+                    registration = catalog.catalog().register(
+                        catalog_table(the_lake, table), catalog_partitions(table, data)
+                    )
                 metadata = {
                     **model_metadata(the_lake, table, data),
                     "glue_table": f"{catalog.database}.{registration.table}",
                     "glue_partitions_added": registration.partitions_added,
+                    **spans.metadata(),
                 }
                 yield event.with_metadata({**event.metadata, **metadata})
             else:

@@ -35,6 +35,7 @@ from cart_lakehouse.layout import SILVER_QUARANTINE as QUARANTINE
 from cart_lakehouse.metadata import column_schema, preview
 from cart_lakehouse.partitions import hourly_partitions, hours_between
 from cart_lakehouse.resources import CatalogResource, LakeResource
+from cart_lakehouse.timings import Timings
 
 OWNER = "team:cart-platform"
 BRONZE_PURCHASES = AssetKey(["bronze", "purchases"])
@@ -82,20 +83,24 @@ def silver_purchases(
     window = context.partition_time_window
     hours = hours_between(window.start, window.end)
     the_lake = lake.lake()
-    result = build_silver(pyspark.spark_session, the_lake, hours)
+    timings = Timings()
+    with timings.span("Spark session"):
+        spark = pyspark.spark_session
+    result = build_silver(spark, the_lake, hours, timings)
     context.log.info(
         f"silver {hours[0].key}..{hours[-1].key}: {reconciliation(result)}; revenue {result.revenue}"
         if hours
         else "silver: no hours in the window"
     )
     glue = catalog.catalog()
-    registered = {
-        table: glue.register(
-            CatalogTable(name=table, contract_table=table, location=the_lake.uri(location)),
-            [h.hour.path_values for h in result.hours if (h.quarantined if quarantine else h.silver_rows)],
-        )
-        for table, location, quarantine in ((SILVER_TABLE, SILVER, False), (QUARANTINE_TABLE, QUARANTINE, True))
-    }
+    with timings.span("Glue registration"):
+        registered = {
+            table: glue.register(
+                CatalogTable(name=table, contract_table=table, location=the_lake.uri(location)),
+                [h.hour.path_values for h in result.hours if (h.quarantined if quarantine else h.silver_rows)],
+            )
+            for table, location, quarantine in ((SILVER_TABLE, SILVER, False), (QUARANTINE_TABLE, QUARANTINE, True))
+        }
 
     def glue_metadata(table: str) -> dict[str, Any]:
         return {
@@ -103,13 +108,11 @@ def silver_purchases(
             "glue_partitions_added": registered[table].partitions_added,
         }
 
-    yield MaterializeResult(
-        asset_key=SILVER_PURCHASES, metadata={**silver_metadata(the_lake, result), **glue_metadata(SILVER_TABLE)}
-    )
-    yield MaterializeResult(
-        asset_key=SILVER_QUARANTINE,
-        metadata={**quarantine_metadata(the_lake, result), **glue_metadata(QUARANTINE_TABLE)},
-    )
+    with timings.span("metadata and previews"):
+        silver_meta = {**silver_metadata(the_lake, result), **glue_metadata(SILVER_TABLE)}
+        quarantine_meta = {**quarantine_metadata(the_lake, result), **glue_metadata(QUARANTINE_TABLE)}
+    yield MaterializeResult(asset_key=SILVER_PURCHASES, metadata={**silver_meta, **timings.metadata()})
+    yield MaterializeResult(asset_key=SILVER_QUARANTINE, metadata=quarantine_meta)
 
 
 def reconciliation(result: SilverResult) -> str:

@@ -27,6 +27,7 @@ from cart_lakehouse.lake import Lake
 from cart_lakehouse.metadata import preview
 from cart_lakehouse.partitions import Hour, hourly_partitions, hours_between
 from cart_lakehouse.resources import LakeResource
+from cart_lakehouse.timings import Timings
 from contracts import load_contract
 
 
@@ -81,18 +82,23 @@ def contract_check(spec: CheckedTable) -> AssetChecksDefinition:
     def _check(context: AssetCheckExecutionContext, lake: LakeResource) -> AssetCheckResult:
         window = context.partition_time_window
         the_lake = lake.lake()
-        table = read_window(the_lake, spec.location, spec.partition_dirs(hours_between(window.start, window.end)))
+        timings = Timings()
+        with timings.span("read window"):
+            table = read_window(the_lake, spec.location, spec.partition_dirs(hours_between(window.start, window.end)))
         if table is None:
             return AssetCheckResult(
                 passed=True, severity=AssetCheckSeverity.ERROR, metadata={"rows": 0, "note": "no data in the window"}
             )
-        frame = table.drop_columns([c for c in spec.extra_columns if c in table.column_names]).to_pandas()
+        with timings.span("to pandas"):
+            frame = table.drop_columns([c for c in spec.extra_columns if c in table.column_names]).to_pandas()
         schema = arrow.schema([f for f in table.schema if f.name not in spec.extra_columns])
-        result = validate(frame, spec.table, schema, contract=spec.contract)
+        with timings.span("validate"):
+            result = validate(frame, spec.table, schema, contract=spec.contract)
         metadata: dict[str, Any] = {
             "rows": result.rows,
             "failed_rows": result.failed_rows if result.failures else 0,
             "rules": len(columns),
+            **timings.metadata(),
         }
         if result.type_errors:
             metadata["type_errors"] = MetadataValue.md("\n".join(f"- {e}" for e in result.type_errors))

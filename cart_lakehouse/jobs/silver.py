@@ -36,6 +36,7 @@ from cart_lakehouse.lake import Lake
 from cart_lakehouse.layout import PRODUCTS_FILE, SILVER, bronze_file
 from cart_lakehouse.layout import SILVER_QUARANTINE as QUARANTINE
 from cart_lakehouse.partitions import Hour
+from cart_lakehouse.timings import Timings
 from contracts import Column, load_contract
 
 SILVER_TABLE = "silver_purchases"  # schema objects of the lakehouse contract
@@ -274,25 +275,29 @@ class ReconciliationError(RuntimeError):
 # --- The job ----------------------------------------------------------------------------------
 
 
-def _classify(spark: SparkSession, paths: Sequence[str]) -> DataFrame:
-    """Every non-blank bronze line with its hour, its typed columns, its reasons and its fate."""
-    contract = load_contract("purchases")
-    columns = contract.columns()
-    names = [c.name for c in columns]
-    reference = next((c.name for c in columns if c.logical_type == "timestamp"), None)
-
+def read_lines(spark: SparkSession, paths: Sequence[str]) -> DataFrame:
+    """The non-blank lines of the bronze files, with the ingest hour their file's path names."""
     year, month, day, hour = (F.regexp_extract(F.col("_metadata.file_path"), _HOUR_IN_PATH, i) for i in range(1, 5))
     hour_of_file = F.concat(year, F.lit("-"), month, F.lit("-"), day, F.lit("T"), hour)  # as ingest_hour spells it
-    lines = (
+    return (
         spark.read.text(list(paths))
         .select(
             F.col("value").alias("raw"),
             hour_of_file.alias("_hour"),
         )
         .where(F.trim("raw") != "")
-        .withColumn("_doc", F.try_parse_json("raw"))
     )
-    fields = lines.select(
+
+
+def check_lines(lines: DataFrame) -> DataFrame:
+    """Each line parsed, its columns typed, and the contract's rules it breaks (``reasons``)."""
+    contract = load_contract("purchases")
+    columns = contract.columns()
+    names = [c.name for c in columns]
+    reference = next((c.name for c in columns if c.logical_type == "timestamp"), None)
+
+    parsed = lines.withColumn("_doc", F.try_parse_json("raw"))
+    fields = parsed.select(
         "*",
         F.map_keys(F.try_variant_get("_doc", "$", "map<string,variant>")).alias("_keys"),
         *[json_kind(F.try_variant_get("_doc", f"$['{n}']", "variant")).alias(_kind(n)) for n in names],
@@ -315,10 +320,14 @@ def _classify(spark: SparkSession, paths: Sequence[str]) -> DataFrame:
     )
     typed = [F.col(_read(c.name)).try_cast(c.physical_type).alias(c.name) for c in columns]
     readable_id = F.when(F.col(_kind("purchase_id")) == "string", F.col(_text("purchase_id")))
-    classified = read.select(
-        "raw", "_hour", reasons.alias("reasons"), readable_id.alias("_readable_id"), *typed
-    ).withColumn("_valid", F.size("reasons") == 0)
+    return read.select("raw", "_hour", reasons.alias("reasons"), readable_id.alias("_readable_id"), *typed).withColumn(
+        "_valid", F.size("reasons") == 0
+    )
 
+
+def decide_fate(checked: DataFrame) -> DataFrame:
+    """Each checked line's ``_fate``: quarantined, silver (the latest valid copy of its purchase in
+    its hour), or duplicate."""
     latest_first = Window.partitionBy("_hour", "_valid", "purchase_id").orderBy(
         F.col("received_at").desc(), F.col("raw").desc()
     )
@@ -327,7 +336,12 @@ def _classify(spark: SparkSession, paths: Sequence[str]) -> DataFrame:
         .when(F.row_number().over(latest_first) == 1, "silver")
         .otherwise("duplicate")
     )
-    return classified.withColumn("_fate", fate)
+    return checked.withColumn("_fate", fate)
+
+
+def _classify(spark: SparkSession, paths: Sequence[str]) -> DataFrame:
+    """Every non-blank bronze line with its hour, its typed columns, its reasons and its fate."""
+    return decide_fate(check_lines(read_lines(spark, paths)))
 
 
 def _partition_columns(frame: DataFrame) -> DataFrame:
@@ -341,7 +355,7 @@ def _partition_columns(frame: DataFrame) -> DataFrame:
     )
 
 
-def _silver_rows(classified: DataFrame, products: DataFrame) -> DataFrame:
+def silver_rows(classified: DataFrame, products: DataFrame) -> DataFrame:
     """Silver's columns in the contract's order and physical types, enriched with the products."""
     lakehouse = load_contract("lakehouse")
     product_columns = {c.name for c in lakehouse.columns(PRODUCTS_TABLE)} - {"product_id"}
@@ -365,7 +379,7 @@ def _silver_rows(classified: DataFrame, products: DataFrame) -> DataFrame:
     return _partition_columns(enriched.select("_hour", *selected)).drop("_hour")
 
 
-def _quarantine_rows(classified: DataFrame) -> DataFrame:
+def quarantine_rows(classified: DataFrame) -> DataFrame:
     sources = {
         "raw": F.col("raw"),
         "reason": F.array_join("reasons", "; "),
@@ -438,17 +452,23 @@ def _count(classified: DataFrame, hours: Sequence[Hour]) -> tuple[HourCounts, ..
     return tuple(counts)
 
 
-def build_silver(spark: SparkSession, lake: Lake, hours: Sequence[Hour]) -> SilverResult:
+def build_silver(
+    spark: SparkSession, lake: Lake, hours: Sequence[Hour], timings: Timings | None = None
+) -> SilverResult:
     """Build silver and its quarantine for ``hours`` in one Spark job, replacing exactly those hours.
 
     A missing bronze file is an empty hour. An hour that ends with no rows in a table has its
-    partition folder of that table deleted, so no stale rows of an earlier run survive.
+    partition folder of that table deleted, so no stale rows of an earlier run survive. ``timings``
+    receives the job's stages: Spark evaluates lazily, so "classify and count" holds the read of
+    bronze, the contract's rules and the deduplication (cached for the writes that follow).
     """
+    timings = timings if timings is not None else Timings()
     for key, value in SESSION_CONF.items():
         spark.conf.set(key, value)
     hours = sorted(set(hours))
     silver_location, quarantine_location = lake.uri(SILVER), lake.uri(QUARANTINE)
-    paths = [lake.uri(bronze_file(h)) for h in hours if lake.exists(bronze_file(h))]
+    with timings.span("list bronze files"):
+        paths = [lake.uri(bronze_file(h)) for h in hours if lake.exists(bronze_file(h))]
     if not paths:
         counts = tuple(HourCounts(h) for h in hours)
         _clear_empty(lake, counts)
@@ -459,14 +479,17 @@ def build_silver(spark: SparkSession, lake: Lake, hours: Sequence[Hour]) -> Silv
     products = spark.read.parquet(lake.uri(PRODUCTS_FILE))
     classified = _classify(spark, paths).persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        counts = _count(classified, hours)
+        with timings.span("classify and count (read, parse, contract rules, dedupe)"):
+            counts = _count(classified, hours)
         broken = [f"{h.hour.key}: {h.unaccounted:+d}" for h in counts if h.unaccounted]
         if broken:
             raise ReconciliationError(f"bronze lines unaccounted for: {', '.join(broken)}")
         if any(h.silver_rows for h in counts):
-            _write(_silver_rows(classified, products), silver_location, ["purchase_id"])
+            with timings.span("enrich and write silver"):
+                _write(silver_rows(classified, products), silver_location, ["purchase_id"])
         if any(h.quarantined for h in counts):
-            _write(_quarantine_rows(classified), quarantine_location, ["purchase_id", "raw"])
+            with timings.span("write quarantine"):
+                _write(quarantine_rows(classified), quarantine_location, ["purchase_id", "raw"])
     finally:
         classified.unpersist()
     _clear_empty(lake, counts)

@@ -144,8 +144,15 @@ def test_an_hour_flows_from_dynamodb_to_gold_and_matches_an_independent_computat
     } <= set(evaluations)
     assert "gold/buyer_daily:buyer_daily__primary_key__unique" in evaluations  # a dbt test, as an asset check
     assert_gold_matches(lake, purchases)  # only HOUR: NEXT was not materialized
-    materialized = {e.asset_key for e in result.get_asset_materialization_events()}
-    assert {AssetKey(["gold", m]) for m in ("sales_hourly", "sales_by_category_daily", "buyer_daily")} <= materialized
+    materialized = {e.asset_key: e.materialization.metadata for e in result.get_asset_materialization_events()}
+    assert {AssetKey(["gold", m]) for m in ("sales_hourly", "sales_by_category_daily", "buyer_daily")} <= set(
+        materialized
+    )
+    # every gold model reports where the gold step's time went: dbt as a whole and its own share
+    spans = materialized[AssetKey(["gold", "sales_hourly"])]["timings"].value
+    assert spans["dbt build (all models and tests)"] >= spans["dbt model"] > 0
+    assert any(name.startswith("dbt tests (") for name in spans)
+    assert {"publish", "Glue registration"} <= set(spans)
 
 
 def test_glue_has_every_table_and_partition(

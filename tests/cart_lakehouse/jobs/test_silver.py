@@ -368,6 +368,14 @@ def test_the_dagster_assets_materialize_products_and_silver(
     assert read(lake, SILVER, hour) is not None
     assert silver["glue_table"].value == f"{settings.glue_database}.silver_purchases"
     assert silver["glue_partitions_added"].value == 1
+    timings = silver["timings"].value
+    assert list(timings)[:2] == ["Spark session", "list bronze files"]
+    assert {
+        "classify and count (read, parse, contract rules, dedupe)",
+        "enrich and write silver",
+        "write quarantine",
+    } <= set(timings)
+    assert all(seconds >= 0 for seconds in timings.values())
 
 
 @pytest.mark.e2e
