@@ -36,6 +36,10 @@ SEPARATOR = "#"
 # shards queried at once per hour: AwsClients pools 32 connections, and one Query per shard in
 # flight is what hides the per-call latency; more threads than that only queue on the pool
 QUERY_THREADS = 16
+# the local moto server answers in one Python process and walks the whole table for each Query
+# page: calls in flight only queue inside it, each waiting longer (a page of a 100k-item table
+# takes ~10 s alone on a loaded machine, against the client's 30 s read timeout), so one at a time
+EMULATOR_QUERY_THREADS = 1
 # pages waiting for the consumer, across all shards: bounds memory (a page is at most 1 MB)
 BUFFERED_PAGES = 32
 
@@ -75,12 +79,13 @@ _DONE = object()
 
 
 def query_hour(
-    clients: AwsClients, table: str, index: str, ingest_hour: str, **query: Any
+    clients: AwsClients, table: str, index: str, ingest_hour: str, *, threads: int | None = None, **query: Any
 ) -> Generator[dict[str, Any], None, None]:
     """Every Query page of one ingest hour, from all its shards, paginated (never a Scan).
 
     ``query`` adds to each shard's Query (``Select="COUNT"``, ``ProjectionExpression``...). The
-    shards are queried on up to ``QUERY_THREADS`` threads (boto3 clients are thread-safe) and
+    shards are queried on ``threads`` threads (default ``QUERY_THREADS`` on AWS,
+    ``EMULATOR_QUERY_THREADS`` against moto; boto3 clients are thread-safe) and
     their pages yielded as they arrive, at most ``BUFFERED_PAGES`` ahead of the consumer, so an
     hour of a million purchases is never held whole. The first error of any shard is raised as
     it is (a ``ClientError`` stays one); pages are in no particular order across shards. Closing
@@ -98,8 +103,10 @@ def query_hour(
         for key in hour_keys(ingest_hour, shards)
     ]
     dynamodb = clients.dynamodb
-    if len(queries) == 1:
-        yield from dynamodb.get_paginator("query").paginate(**queries[0])  # type: ignore[misc]
+    threads = threads or (EMULATOR_QUERY_THREADS if clients.settings.is_emulated else QUERY_THREADS)
+    if threads == 1 or len(queries) == 1:
+        for shard_query in queries:
+            yield from dynamodb.get_paginator("query").paginate(**shard_query)  # type: ignore[misc]
         return
 
     pages: queue.Queue[object] = queue.Queue(maxsize=BUFFERED_PAGES)
@@ -119,7 +126,7 @@ def query_hour(
             pages.put(_DONE)
 
     running = len(queries)
-    with ThreadPoolExecutor(max_workers=min(QUERY_THREADS, running), thread_name_prefix="ingest-shard") as pool:
+    with ThreadPoolExecutor(max_workers=min(threads, running), thread_name_prefix="ingest-shard") as pool:
         for shard_query in queries:
             pool.submit(read, shard_query)
         try:
