@@ -4,6 +4,12 @@ Buyers follow a Zipf-like popularity (a few buy a lot), products likewise, amoun
 log-normal around a typical ticket and most purchases are paid in one to three installments.
 Invalid requests cover each way a client gets a purchase wrong, so the summary shows the API's
 rejections by reason next to its throughput and latency.
+
+What the API accepted is stored later, by the worker: with ``queue`` settings the run samples the
+purchases queue's depth (visible + in flight) and the DLQ's every second (shown on the progress
+bar), and with ``wait_stored`` it then waits for the backlog, so the summary says how deep the
+queue got and how far behind the API the worker was (the worker lag: the time from the last
+202 until that purchase could be read back from the API).
 """
 
 from __future__ import annotations
@@ -22,7 +28,11 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import httpx
+from botocore.exceptions import BotoCoreError, ClientError
 from tqdm import tqdm
+
+from cart_aws.aws import AwsClients
+from cart_aws.settings import AwsSettings
 
 PRODUCT_IDS = [f"P{n:04d}" for n in range(1, 201)]
 BUYER_IDS = [f"B{n:06d}" for n in range(1, 5001)]
@@ -60,6 +70,16 @@ class TrafficConfig:
     seed: int = 42
     timeout: float = 10.0
     progress: bool = True
+    queue: AwsSettings | None = None  # where the purchases queue is: its depth is sampled (None: not watched)
+    wait_stored: float = 0.0  # seconds to wait after sending for the backlog to be stored (0: no wait)
+    sample_seconds: float = 1.0  # how often the queue depth is sampled
+
+
+@dataclass(frozen=True)
+class QueueSample:
+    at_s: float  # seconds since the run started
+    depth: int  # purchases queue, visible + in flight
+    dlq: int
 
 
 @dataclass
@@ -72,6 +92,20 @@ class TrafficReport:
     elapsed_s: float = 0.0
     latencies_ms: list[float] = field(default_factory=list)
     accepted_ids: list[str] = field(default_factory=list)
+    last_accepted_s: float | None = None  # when the last 202 arrived, seconds since the start
+    queue_samples: list[QueueSample] = field(default_factory=list)
+    queue_error: str | None = None  # why the queue could not be read, if it could not
+    waited_s: float | None = None  # how long the run waited for the backlog after sending (None: it did not)
+    worker_lag_s: float | None = None  # from the last 202 until that purchase was stored (None: not seen stored)
+    drained_s: float | None = None  # from the last 202 until the queue was first seen empty (None: not seen)
+
+    @property
+    def max_queue_depth(self) -> int | None:
+        return max((s.depth for s in self.queue_samples), default=None)
+
+    @property
+    def last_queue_sample(self) -> QueueSample | None:
+        return self.queue_samples[-1] if self.queue_samples else None
 
     @property
     def requests_per_s(self) -> float:
@@ -117,7 +151,32 @@ class TrafficReport:
         if self.errors:
             lines.append(f"  errors    {sum(self.errors.values())}")
             lines.extend(f"    {n:>6}  {name}" for name, n in self.errors.most_common())
+        lines.extend(self.backlog_lines())
         return "\n".join(lines)
+
+    def backlog_lines(self) -> list[str]:
+        """What the queue and the worker did with the accepted purchases, as far as the run saw."""
+        lines = []
+        last = self.last_queue_sample
+        if self.queue_error:
+            lines.append(f"  queue     depth unknown: {self.queue_error}")
+        elif last is not None:
+            drained = "" if self.drained_s is None else f", empty {self.drained_s:.1f} s after the last 202"
+            lines.append(
+                f"  queue     depth {last.depth} at the end (max {self.max_queue_depth}{drained}), DLQ {last.dlq}"
+            )
+        if self.waited_s is None or not self.accepted:
+            return lines
+        if self.worker_lag_s is not None:
+            lines.append(
+                f"  worker    lag {self.worker_lag_s:.1f} s (from the last 202 until that purchase was stored)"
+            )
+        else:
+            lines.append(
+                f"  worker    behind: the last accepted purchase was not stored within {self.waited_s:g} s "
+                "of its 202 (is the worker running? make run logs it in .local/logs/worker.log)"
+            )
+        return lines
 
 
 def _zipf_weights(n: int, s: float = 1.1) -> list[float]:
@@ -201,12 +260,84 @@ def _schedule(count: int, rate: float | None) -> Iterator[float]:
         yield i / rate if rate else 0.0
 
 
+class QueueProbe:
+    """The purchases queue's and the DLQ's depth (visible + in flight), read with few retries so a
+    queue that cannot be reached is reported at once rather than after boto3's backoff."""
+
+    def __init__(self, settings: AwsSettings) -> None:
+        self.aws = AwsClients(settings, attempts=2, read_timeout=5)
+        self.queue, self.dlq = settings.purchases_queue, settings.purchases_dlq
+
+    def depths(self) -> tuple[int, int]:
+        return self.aws.queue_depth(self.queue), self.aws.queue_depth(self.dlq)
+
+
+def _describe_error(exc: BaseException) -> str:
+    if isinstance(exc, ClientError):
+        err = exc.response.get("Error", {})
+        return f"{err.get('Code')}: {err.get('Message')}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+async def _sample_queue(probe: QueueProbe, report: TrafficReport, start: float, bar: tqdm[Any]) -> bool:
+    """One sample of the queue into the report (and the progress bar); False if it cannot be read."""
+    try:
+        depth, dlq = await asyncio.to_thread(probe.depths)
+    except (BotoCoreError, ClientError) as exc:
+        report.queue_error = _describe_error(exc)
+        return False
+    report.queue_samples.append(QueueSample(time.perf_counter() - start, depth, dlq))
+    bar.set_postfix(queue=depth, dlq=dlq)
+    return True
+
+
+async def _wait_for_backlog(
+    client: httpx.AsyncClient,
+    headers: dict[str, str],
+    config: TrafficConfig,
+    report: TrafficReport,
+    probe: QueueProbe | None,
+    start: float,
+    bar: tqdm[Any],
+) -> None:
+    """After sending: poll until the last accepted purchase reads back from the API (stored) and,
+    when the queue is watched, the queue is empty, or until ``wait_stored`` seconds after the last
+    202. Records the worker lag and when the queue was first seen empty."""
+    last_id, accepted_at = report.accepted_ids[-1], report.last_accepted_s or 0.0
+    deadline = start + accepted_at + config.wait_stored
+    report.waited_s = config.wait_stored
+    watching = probe is not None and report.queue_error is None
+    while True:
+        now = time.perf_counter()
+        if report.worker_lag_s is None:
+            try:
+                found = await client.get(f"/purchases/{last_id}", headers=headers)
+            except httpx.HTTPError:
+                found = None
+            if found is not None and found.status_code == 200:
+                report.worker_lag_s = max(0.0, now - start - accepted_at)
+        if watching and report.drained_s is None:
+            assert probe is not None
+            watching = await _sample_queue(probe, report, start, bar)
+            sample = report.last_queue_sample
+            if watching and sample is not None and sample.depth == 0:
+                report.drained_s = max(0.0, sample.at_s - accepted_at)
+        if report.worker_lag_s is not None and (not watching or report.drained_s is not None):
+            return
+        if time.perf_counter() >= deadline:
+            return
+        await asyncio.sleep(0.1)  # the interval between looks; the deadline above bounds the wait
+
+
 async def run_traffic(config: TrafficConfig) -> TrafficReport:
-    """Send the planned requests with at most ``concurrency`` in flight, paced to ``rate``."""
+    """Send the planned requests with at most ``concurrency`` in flight, paced to ``rate``; with
+    ``queue`` settings, sample the queue meanwhile, and with ``wait_stored``, wait for the backlog."""
     if config.concurrency < 1:
         raise ValueError("concurrency must be at least 1")
     if config.rate is not None and config.rate <= 0:
         raise ValueError("rate must be positive (or None for as fast as possible)")
+    if config.wait_stored < 0 or config.sample_seconds <= 0:
+        raise ValueError("wait_stored must be 0 or more and sample_seconds positive")
     planned = generate_requests(config.seed, config.count, config.invalid_share)
     report = TrafficReport()
     queue: asyncio.Queue[tuple[PlannedRequest, float]] = asyncio.Queue()
@@ -215,7 +346,18 @@ async def run_traffic(config: TrafficConfig) -> TrafficReport:
     headers = {"X-API-Key": config.api_key, "Content-Type": "application/json"}
     bar = tqdm(total=config.count, unit="req", desc="purchases", disable=not config.progress, file=sys.stderr)
     limits = httpx.Limits(max_connections=config.concurrency, max_keepalive_connections=config.concurrency)
+    probe = QueueProbe(config.queue) if config.queue is not None else None
+    sending_done = asyncio.Event()
     start = time.perf_counter()
+
+    async def watch_queue() -> None:
+        assert probe is not None
+        while await _sample_queue(probe, report, start, bar):
+            try:
+                await asyncio.wait_for(sending_done.wait(), config.sample_seconds)
+            except TimeoutError:
+                continue
+            return
 
     async with httpx.AsyncClient(base_url=config.url, timeout=config.timeout, limits=limits) as client:
 
@@ -240,15 +382,29 @@ async def run_traffic(config: TrafficConfig) -> TrafficReport:
                     if response.status_code == 202:
                         report.accepted += 1
                         report.accepted_ids.append(response.json()["purchase_id"])
+                        report.last_accepted_s = time.perf_counter() - start
                     else:
                         report.rejected[_rejection_reason(response)] += 1
                 report.sent += 1
                 bar.update()
 
+        watcher = asyncio.create_task(watch_queue()) if probe is not None else None
         await asyncio.gather(*(sender() for _ in range(min(config.concurrency, max(config.count, 1)))))
-    report.elapsed_s = time.perf_counter() - start
+        report.elapsed_s = time.perf_counter() - start
+        sending_done.set()
+        if watcher is not None:
+            await watcher
+        if config.wait_stored > 0 and report.accepted_ids:
+            bar.set_description("waiting for the worker")
+            await _wait_for_backlog(client, headers, config, report, probe, start, bar)
+        elif probe is not None and report.queue_error is None:
+            await _sample_queue(probe, report, start, bar)  # the depth as sending ended
     bar.close()
     return report
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -267,6 +423,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=42, help="random seed (default %(default)s)")
     parser.add_argument("--timeout", type=float, default=10.0, help="per-request timeout in seconds")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--no-queue",
+        action="store_true",
+        help="do not read the purchases queue's depth (by default sampled every second from the queue that the "
+        "CART_* settings name: the local moto server unless CART_AWS_ENDPOINT_URL says otherwise)",
+    )
+    parser.add_argument(
+        "--wait-stored",
+        type=float,
+        default=60.0,
+        help="after sending, wait up to this many seconds for the worker to store the backlog, to report the "
+        "worker lag (default %(default)s; 0: do not wait)",
+    )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     args = parser.parse_args(argv)
     try:
@@ -282,6 +451,8 @@ def main(argv: list[str] | None = None) -> int:
                     seed=args.seed,
                     timeout=args.timeout,
                     progress=not args.no_progress,
+                    queue=None if args.no_queue else AwsSettings(),
+                    wait_stored=args.wait_stored,
                 )
             )
         )
@@ -299,6 +470,12 @@ def main(argv: list[str] | None = None) -> int:
                     "requests_per_s": round(report.requests_per_s, 1),
                     "p50_ms": round(report.p50_ms, 2),
                     "p99_ms": round(report.p99_ms, 2),
+                    "queue_depth_max": report.max_queue_depth,
+                    "queue_depth_end": None if (last := report.last_queue_sample) is None else last.depth,
+                    "dlq_depth_end": None if last is None else last.dlq,
+                    "queue_error": report.queue_error,
+                    "queue_drained_after_last_accepted_s": _rounded(report.drained_s),
+                    "worker_lag_s": _rounded(report.worker_lag_s),
                 },
                 indent=2,
             )

@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Iterator
 from datetime import date
 
+import httpx
 import pytest
 
 from cart_api.app import create_app
@@ -16,6 +17,8 @@ from cart_api.runner import QueueRunner
 from cart_api.settings import Settings
 from cart_api.traffic import INVALID_KINDS, TrafficConfig, generate_requests, main, run_traffic
 from cart_aws.aws import AwsClients
+from cart_aws.settings import AwsSettings
+from cart_dev.harness import worker_running
 from cart_dev.local_api import ApiServer
 from tests.conftest import API_KEY
 
@@ -107,3 +110,92 @@ def test_cli_rejects_a_bad_share() -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["--invalid-share", "2", "--no-progress"])
     assert exit_info.value.code == 2
+
+
+def test_the_summary_shows_the_queue_and_the_worker_lag_once_the_worker_caught_up(
+    live_api: ApiServer, settings: Settings, aws: AwsClients
+) -> None:
+    config = TrafficConfig(
+        live_api.url, api_key=API_KEY, count=30, concurrency=4, progress=False, queue=settings, wait_stored=30
+    )
+    with worker_running(QueueRunner(settings, aws, wait_seconds=1)):
+        report = asyncio.run(run_traffic(config))
+
+    assert report.accepted == 30
+    assert report.queue_error is None
+    assert report.queue_samples, "the queue was sampled"
+    last = report.last_queue_sample
+    assert last is not None
+    assert (last.depth, last.dlq) == (0, 0)
+    assert report.drained_s is not None
+    assert report.drained_s >= 0
+    assert report.worker_lag_s is not None
+    assert 0 <= report.worker_lag_s < 30
+    assert live_api_get(live_api, report.accepted_ids[-1]) == 200  # what "stored" meant: readable from the API
+    summary = report.summary()
+    assert f"queue     depth 0 at the end (max {report.max_queue_depth}" in summary
+    assert "DLQ 0" in summary
+    assert f"worker    lag {report.worker_lag_s:.1f} s" in summary
+
+
+def test_without_a_worker_the_summary_shows_the_backlog_and_says_the_worker_is_behind(
+    live_api: ApiServer, settings: Settings
+) -> None:
+    config = TrafficConfig(
+        live_api.url, api_key=API_KEY, count=12, concurrency=4, progress=False, queue=settings, wait_stored=0.5
+    )
+    report = asyncio.run(run_traffic(config))
+
+    assert report.accepted == 12
+    last = report.last_queue_sample
+    assert last is not None
+    assert last.depth == 12
+    assert report.max_queue_depth == 12
+    assert report.worker_lag_s is None
+    assert report.drained_s is None
+    summary = report.summary()
+    assert "queue     depth 12 at the end (max 12), DLQ 0" in summary
+    assert "worker    behind: the last accepted purchase was not stored within 0.5 s of its 202" in summary
+    assert "worker.log" in summary
+
+
+def test_a_queue_that_cannot_be_read_is_reported_and_the_run_goes_on(live_api: ApiServer) -> None:
+    unreachable = AwsSettings(aws_endpoint_url="http://127.0.0.1:9")
+    config = TrafficConfig(live_api.url, api_key=API_KEY, count=3, progress=False, queue=unreachable)
+    report = asyncio.run(run_traffic(config))
+
+    assert report.accepted == 3
+    assert report.queue_error is not None
+    assert "127.0.0.1:9" in report.queue_error
+    assert not report.queue_samples
+    assert "queue     depth unknown: " in report.summary()
+    assert "worker" not in report.summary()  # it did not wait, so it says nothing about the worker
+
+
+def test_cli_json_has_the_queue_depth_and_the_worker_lag(
+    live_api: ApiServer,
+    settings: Settings,
+    aws: AwsClients,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert settings.aws_endpoint_url is not None
+    monkeypatch.setenv("CART_AWS_ENDPOINT_URL", settings.aws_endpoint_url)  # where cart-traffic finds the queue
+    args = ["--url", live_api.url, "--api-key", API_KEY, "--count", "5", "--no-progress", "--json"]
+    with worker_running(QueueRunner(settings, aws, wait_seconds=1)):
+        assert main([*args, "--wait-stored", "30"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["accepted"] == 5
+    assert (summary["queue_depth_end"], summary["dlq_depth_end"], summary["queue_error"]) == (0, 0, None)
+    assert summary["queue_depth_max"] >= 0
+    assert summary["worker_lag_s"] is not None
+    assert summary["worker_lag_s"] >= 0
+
+    assert main([*args, "--no-queue", "--wait-stored", "0"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["queue_depth_max"] is None
+    assert summary["worker_lag_s"] is None
+
+
+def live_api_get(api: ApiServer, purchase_id: str) -> int:
+    return httpx.get(f"{api.url}/purchases/{purchase_id}", headers={"X-API-Key": API_KEY}).status_code
