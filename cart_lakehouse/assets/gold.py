@@ -18,7 +18,6 @@ A failing test leaves the published gold untouched and fails the run.
 
 import json
 import tempfile
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -41,6 +40,7 @@ from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtC
 
 from cart_lakehouse.catalog import CatalogTable
 from cart_lakehouse.checks.schemas import arrow_schema
+from cart_lakehouse.dbt_build import DbtBuild, dbt_build
 from cart_lakehouse.gold_project import GOLD_PROJECT
 from cart_lakehouse.lake import Lake
 from cart_lakehouse.layout import GOLD_TABLES, SILVER, GoldTable
@@ -50,6 +50,7 @@ from cart_lakehouse.resources import CatalogResource, LakeResource
 from cart_lakehouse.timings import Timings, dbt_node_seconds
 
 OWNER = "team:cart-platform"
+GOLD_MANIFEST: dict[str, Any] = json.loads(GOLD_PROJECT.manifest_path.read_text())
 SILVER_TABLE = "silver_purchases"
 
 
@@ -135,24 +136,21 @@ def catalog_partitions(table: GoldTable, data: arrow.Table) -> list[list[str]]:
     return [[d.isoformat()] for d in sorted(set(days.to_pylist()))]
 
 
-def dbt_timings(invocation: Any, wall: float) -> dict[str, Timings]:
-    """Per model: the whole ``dbt build``'s wall time and its startup (process, parse, compile:
-    everything dbt did not time per node), the model's own seconds and its tests' seconds."""
-    try:
-        results = invocation.get_artifact("run_results.json")
-    except OSError:
-        return {}
-    nodes = dbt_node_seconds(results)
+def dbt_timings(build: DbtBuild) -> dict[str, Timings]:
+    """Per model: the project's parse (once per process), the whole build, dbt's own overhead in it
+    (adapter, hooks, compile: what dbt did not time per node), the model's seconds and its tests'."""
+    nodes = dbt_node_seconds(build.run_results)
     attached = {
         f"test.{n['name']}": str(n.get("attached_node", "")).rsplit(".", 1)[-1]
-        for n in invocation.manifest.get("nodes", {}).values()
+        for n in GOLD_MANIFEST.get("nodes", {}).values()
         if n.get("resource_type") == "test"
     }
     per_model: dict[str, Timings] = {}
     for name in (n.removeprefix("model.") for n in nodes if n.startswith("model.")):
         timings = per_model[name] = Timings()
-        timings.add("dbt build (all models and tests)", wall)
-        timings.add("dbt startup, parse and compile", wall - float(results.get("elapsed_time") or 0.0))
+        timings.add("dbt parse (once per process)", build.parse_seconds)
+        timings.add("dbt build (all models and tests)", build.seconds)
+        timings.add("dbt overhead (hooks, compile, adapter)", build.seconds - sum(nodes.values()))
         timings.add("dbt model", nodes[f"model.{name}"])
         tests = [seconds for test, seconds in nodes.items() if attached.get(test) == name]
         timings.add(f"dbt tests ({len(tests)})", sum(tests))
@@ -193,12 +191,9 @@ def gold(
             f"gold {window.hours[0].key}..{window.hours[-1].key}: {len(files) - 1} silver file(s) "
             f"of {len(window.days)} day(s)"
         )
-        started = time.perf_counter()
-        invocation = dbt.cli(
-            ["build", "--vars", json.dumps(window.vars(files, out_dir))], context=context, raise_on_error=False
-        )
-        events = list(invocation.stream())
-        timings = dbt_timings(invocation, time.perf_counter() - started)
+        build = dbt_build(context, dbt, window.vars(files, out_dir), out_dir / "dbt")
+        timings = dbt_timings(build)
+        events = build.events
         failed = {
             e.asset_key
             for e in events
@@ -233,5 +228,5 @@ def gold(
             description=f"dbt tests failed for {', '.join(sorted(held_back))}: not published (the lake keeps the "
             "previous gold). See the failed checks.",
         )
-    if not invocation.is_successful():
-        raise Failure(description=f"dbt build failed: {invocation.get_error()}")
+    if not build.success:
+        raise Failure(description=f"dbt build failed: {build.error}")
