@@ -287,7 +287,7 @@ async def _sample_queue(probe: QueueProbe, report: TrafficReport, start: float, 
         report.queue_error = _describe_error(exc)
         return False
     report.queue_samples.append(QueueSample(time.perf_counter() - start, depth, dlq))
-    bar.set_postfix(queue=depth, dlq=dlq)
+    bar.set_postfix({"queue": depth, "DLQ": dlq})  # a dict keeps this order (keywords are sorted)
     return True
 
 

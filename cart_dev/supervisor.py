@@ -33,6 +33,8 @@ from types import FrameType
 from typing import Any
 from urllib.parse import urlparse
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from cart_aws.aws import AwsClients
 from cart_aws.provision import format_changes, provision
 from cart_aws.settings import AwsSettings
@@ -185,6 +187,70 @@ class Snapshots:
 
 def step(message: str) -> None:
     print(f"==> {message}", flush=True)
+
+
+class Backlog:
+    """The purchases queue's and the DLQ's depth, for the banner and a status line while supervising.
+
+    Quiet by design: ``check`` reads the depths at most every ``interval`` seconds and returns a line
+    only when there is something to see: a backlog (``threshold`` or more purchases waiting,
+    visible + in flight), with the worker's store rate since the last look and how far behind that
+    puts it; the backlog cleared; or the DLQ's depth changed. Against the moto server DynamoDB's
+    ``ItemCount`` is exact, so the store rate is cheap to read (a Scan would not be).
+    """
+
+    def __init__(self, aws: AwsClients, settings: AwsSettings, interval: float = 15.0, threshold: int = 100) -> None:
+        self.aws, self.interval, self.threshold = aws, interval, threshold
+        self.queue, self.dlq, self.table = settings.purchases_queue, settings.purchases_dlq, settings.purchases_table
+        self.next_at: float | None = None
+        self.backlogged = False
+        self.dlq_depth: int | None = None
+        self.last: tuple[float, int] | None = None  # (when, stored count) at the last look
+
+    def depths(self) -> tuple[int, int]:
+        return self.aws.queue_depth(self.queue), self.aws.queue_depth(self.dlq)
+
+    def describe(self) -> str:
+        """``cart-purchases: 0 waiting, DLQ cart-purchases-dlq: 0`` (or why it cannot be read)."""
+        try:
+            depth, dlq = self.depths()
+        except (BotoCoreError, ClientError) as exc:
+            return f"unknown ({exc})"
+        return f"{self.queue}: {depth} waiting, DLQ {self.dlq}: {dlq}"
+
+    def check(self, now: float) -> str | None:
+        if self.next_at is not None and now < self.next_at:
+            return None
+        self.next_at = now + self.interval
+        try:
+            depth, dlq = self.depths()
+            stored = int(self.aws.dynamodb.describe_table(TableName=self.table)["Table"]["ItemCount"])
+        except (BotoCoreError, ClientError):
+            return None  # the local AWS itself is supervised; its loss is reported there
+        previous, self.last = self.last, (now, stored)
+        lines = []
+        if self.dlq_depth is not None and dlq != self.dlq_depth:
+            change = dlq - self.dlq_depth
+            lines.append(
+                f"DLQ {self.dlq}: {dlq} message{'s' if dlq != 1 else ''} ({change:+d}); Dagster's dlq_redrive "
+                "sensor triages them"
+            )
+        self.dlq_depth = dlq
+        if depth >= self.threshold:
+            self.backlogged = True
+            behind = ""
+            if previous is not None and now > previous[0]:
+                rate = (stored - previous[1]) / (now - previous[0])
+                behind = (
+                    f"; the worker stores {rate:.0f}/s, ~{depth / rate:.0f} s behind"
+                    if rate > 0
+                    else f"; the worker stored nothing in {now - previous[0]:.0f} s (see its log, worker.log)"
+                )
+            lines.append(f"Backlog: {depth} purchases waiting in {self.queue} (visible + in flight){behind}")
+        elif self.backlogged:
+            self.backlogged = False
+            lines.append(f"Backlog cleared: {depth} waiting in {self.queue}")
+        return "\n==> ".join(lines) or None
 
 
 def wait_until(check: object, timeout: float, what: str, child: Child | None = None) -> None:
@@ -609,7 +675,14 @@ def run(args: argparse.Namespace) -> int:
             before = aws.item_count(table)
             report = asyncio.run(
                 run_traffic(
-                    TrafficConfig(url=api_url, count=args.traffic, invalid_share=args.invalid_share, seed=args.seed)
+                    TrafficConfig(
+                        url=api_url,
+                        count=args.traffic,
+                        invalid_share=args.invalid_share,
+                        seed=args.seed,
+                        queue=settings,
+                        wait_stored=60,
+                    )
                 )
             )
             print(report.summary(), flush=True)
@@ -653,9 +726,10 @@ def run(args: argparse.Namespace) -> int:
                     # a convenience: the rest of the stack is still useful, so it keeps running
                     print(f"error: lakehouse bootstrap: {exc}", file=sys.stderr, flush=True)
 
-        print_banner(api_url, endpoint, stack, dagster_url, runs)
+        backlog = Backlog(aws, settings)
+        print_banner(api_url, endpoint, stack, dagster_url, runs, backlog.describe())
         if not args.once:
-            code = supervise(stack, args.max_restarts)
+            code = supervise(stack, args.max_restarts, backlog=backlog)
     except KeyboardInterrupt:
         print("\nStopping...", flush=True)
     except (RuntimeError, TimeoutError) as exc:
@@ -674,8 +748,14 @@ def run(args: argparse.Namespace) -> int:
     return code
 
 
-def supervise(stack: DevStack, max_restarts: int, poll: Callable[[], None] = lambda: time.sleep(0.5)) -> int:
-    """Keep the children running until Ctrl-C; 1 when the local AWS (moto) exits, which ends it all."""
+def supervise(
+    stack: DevStack,
+    max_restarts: int,
+    poll: Callable[[], None] = lambda: time.sleep(0.5),
+    backlog: Backlog | None = None,
+) -> int:
+    """Keep the children running until Ctrl-C; 1 when the local AWS (moto) exits, which ends it all.
+    With ``backlog``, a status line when the purchases queue backs up or the DLQ changes."""
     while True:
         if stack.moto and stack.moto.process and stack.moto.process.poll() is not None:
             note(
@@ -687,6 +767,8 @@ def supervise(stack: DevStack, max_restarts: int, poll: Callable[[], None] = lam
         now = time.monotonic()
         for child in stack.children:
             child.supervise(now, max_restarts)
+        if backlog is not None and (line := backlog.check(now)):
+            step(line)
         poll()
 
 
@@ -706,7 +788,12 @@ def final_snapshot(snapshots: Snapshots, stack: DevStack, visibility_timeout: in
 
 
 def print_banner(
-    api_url: str, endpoint: str, stack: DevStack, dagster_url: str | None, runs: Sequence[tuple[str, str]] = ()
+    api_url: str,
+    endpoint: str,
+    stack: DevStack,
+    dagster_url: str | None,
+    runs: Sequence[tuple[str, str]] = (),
+    queues: str | None = None,
 ) -> None:
     host = urlparse(api_url).netloc
     today = time.strftime("%Y-%m-%d", time.gmtime())
@@ -716,19 +803,20 @@ def print_banner(
     )
     dagster_line = f"  Dagster UI (assets)   {dagster_url}/asset-groups\n" if dagster_url else ""
     dagster_line += "".join(f"  Lakehouse run         {url}   ({what})\n" for what, url in runs)
+    queue_line = f"  Queue                 {queues}   (a status line follows if it backs up)\n" if queues else ""
     print(
         f"""
 Cart lakehouse is running:
 {dagster_line}  API (OpenAPI docs)    {api_url}/docs
   API readiness         {api_url}/ready
   Local AWS (moto)      {endpoint}   dashboard: {endpoint}/moto-api/
-  Logs                  {stack.logs}/ (api.log, worker.log, moto.log, dagster.log)
+{queue_line}  Logs                  {stack.logs}/ (api.log, worker.log, moto.log, dagster.log)
 
 Send a purchase:
   curl -s -X POST http://{host}/purchases -H 'X-API-Key: local-dev-key' \\
        -H 'Content-Type: application/json' \\
        -d '{example}'
-More traffic:  uv run cart-traffic --count 1000 --invalid-share 0.1
+More traffic:  uv run cart-traffic --count 1000 --invalid-share 0.1   (its summary shows the queue and the worker lag)
 Stop: Ctrl-C
 """,
         flush=True,

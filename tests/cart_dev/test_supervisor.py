@@ -22,13 +22,15 @@ import pytest
 from dagster import DagsterInstance
 from dagster._core.run_coordinator import QueuedRunCoordinator
 
+from cart_api.runner import QueueRunner
 from cart_api.settings import Settings
+from cart_api.store import to_json
 from cart_api.traffic import TrafficConfig, TrafficReport, run_traffic
 from cart_aws.aws import AwsClients
 from cart_dev import snapshot
 from cart_dev.local_aws import answers, free_port
 from cart_dev.seed import hour_holds_purchases, ingest_hour_key, put_purchases, seed_empty_hours, stored_purchases
-from cart_dev.supervisor import Child, history_hours, history_seed, start_fresh, write_dagster_yaml
+from cart_dev.supervisor import Backlog, Child, history_hours, history_seed, start_fresh, write_dagster_yaml
 from cart_lakehouse.layout import GOLD_TABLES, PRODUCTS_FILE, bronze_file
 from cart_lakehouse.partitions import Hour
 
@@ -346,3 +348,56 @@ def test_fresh_removes_the_snapshot_dagster_and_a_lake_inside_the_state_dir_only
     (state / "aws").mkdir()
     assert start_fresh(state, str(outside)) == [state / "aws"]
     assert outside.exists()
+
+
+def test_the_backlog_line_appears_when_the_queue_backs_up_and_when_it_clears(
+    settings: Settings, aws: AwsClients
+) -> None:
+    backlog = Backlog(aws, settings, interval=10, threshold=5)
+    assert backlog.describe() == "cart-purchases: 0 waiting, DLQ cart-purchases-dlq: 0"
+    assert backlog.check(now=0) is None  # nothing queued: nothing to say
+
+    publish(aws, settings, [to_json(p) for p in stored_purchases(datetime.now(UTC), 8, seed=1)])
+    assert backlog.check(now=5) is None  # not yet time for another look
+    line = backlog.check(now=10)
+    assert line is not None
+    assert line.startswith("Backlog: 8 purchases waiting in cart-purchases (visible + in flight)")
+    assert "the worker stored nothing in 10 s" in line  # no worker is running
+
+    QueueRunner(settings, aws, wait_seconds=0).drain()
+    assert backlog.check(now=20) == "Backlog cleared: 0 waiting in cart-purchases"
+    assert backlog.check(now=30) is None  # said once
+
+    aws.sqs.send_message(QueueUrl=aws.queue_url(settings.purchases_dlq), MessageBody="{broken")
+    line = backlog.check(now=40)
+    assert line is not None
+    assert line.startswith("DLQ cart-purchases-dlq: 1 message (+1)")
+    assert backlog.describe() == "cart-purchases: 0 waiting, DLQ cart-purchases-dlq: 1"
+
+
+def test_the_backlog_line_gives_the_worker_s_store_rate_and_how_far_behind_it_is(
+    settings: Settings, aws: AwsClients
+) -> None:
+    backlog = Backlog(aws, settings, interval=10, threshold=5)
+    bodies = [to_json(p) for p in stored_purchases(datetime.now(UTC), 30, seed=2)]
+    publish(aws, settings, bodies[:10])
+    assert backlog.check(now=0) == "Backlog: 10 purchases waiting in cart-purchases (visible + in flight)"
+    QueueRunner(settings, aws, wait_seconds=0).drain()  # 10 stored between the two looks, 10 s apart
+    publish(aws, settings, bodies[10:])
+    assert backlog.check(now=10) == (
+        "Backlog: 20 purchases waiting in cart-purchases (visible + in flight); the worker stores 1/s, ~20 s behind"
+    )
+
+
+def test_a_backlog_that_cannot_be_read_says_why_in_the_banner_and_nothing_while_supervising() -> None:
+    unreachable = Settings(aws_endpoint_url="http://127.0.0.1:9")
+    backlog = Backlog(AwsClients(unreachable, attempts=1), unreachable)
+    assert backlog.describe().startswith("unknown (")
+    assert backlog.check(now=0) is None
+
+
+def publish(aws: AwsClients, settings: Settings, bodies: list[str]) -> None:
+    arn = aws.topic_arn(settings.purchases_topic)
+    for start in range(0, len(bodies), 10):
+        entries = [{"Id": str(i), "Message": b} for i, b in enumerate(bodies[start : start + 10])]
+        aws.sns.publish_batch(TopicArn=arn, PublishBatchRequestEntries=entries)  # type: ignore[arg-type]
