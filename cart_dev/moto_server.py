@@ -17,6 +17,22 @@ Written against moto 5.2.5 (``MOTO_VERSION_WRITTEN_FOR``). The patches:
     quadratic in attributes per item, ~75 % of a ``put_item`` profile. The patch builds the item
     summing each attribute's size once, and refuses it at the same point with the same
     ``ItemSizeTooLarge`` (same limit, same size rule). Later updates still go through moto's check.
+``dynamodb-query-one-partition``
+    moto answers a Query by walking every item of the table on every page: ``Table.all_items`` lists
+    and sorts the whole table, then each item's key is compared with the one asked for (one page of a
+    GSI on a 100k-item table: seconds; one hour of 100k purchases over 16 index shards: minutes).
+    The patch hands moto's own ``Table.query`` a view of the table whose ``all_items`` holds only the
+    items with the asked partition key value, in the order ``all_items`` would list them; everything
+    after that (key conditions, range order and direction, ``ExclusiveStartKey``, ``Limit``, the 1 MB
+    page, filters, projections, ``COUNT``, ``LastEvaluatedKey``) is moto's code on a superset of the
+    items it would keep, so its answers are the same. On the table's own key the items come from
+    moto's own dict of partitions; on an index, from a map of attribute value to primary keys, built
+    with one walk at the first Query on that attribute and kept up to date by every write
+    (``Table.put_item``, which BatchWriteItem, TransactWriteItems, PartiQL and imports go through,
+    ``Table.delete_item``, and ``update_item``, which changes an item in place). Items lacking the
+    attribute are not in it (moto skips them too); a new table, a restored one or one whose items
+    moto replaced starts without it; a failed update drops the table's maps (rebuilt on the next
+    Query), since moto may have changed the item before failing.
 ``sqs-one-clock-read``
     ``Queue.messages`` and the approximate counts (delayed, not visible) ask every message
     ``visible``/``delayed``, each reading the clock (``utcnow()``); the patch reads it once per call
@@ -59,7 +75,9 @@ import importlib.metadata
 import inspect
 import logging
 import sys
-from collections.abc import Callable, Sequence
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,7 +87,9 @@ MOTO_VERSION_WRITTEN_FOR = "5.2.5"
 APPLIED_LINE = "cart_dev.moto_server: patches applied:"
 
 SQS = "moto.sqs.models"
+DYNAMODB = "moto.dynamodb.models"
 DYNAMO_TYPE = "moto.dynamodb.models.dynamo_type"
+TABLE = "moto.dynamodb.models.table"
 
 
 @dataclass(frozen=True)
@@ -161,9 +181,27 @@ def apply_patches(patches: Sequence[Patch] | None = None) -> list[str]:
             continue
         for target in patch.targets:
             if target.new is not None:
-                setattr(getattr(importlib.import_module(target.module), target.owner), target.name, target.new)
+                owner = getattr(importlib.import_module(target.module), target.owner)
+                if owner.__dict__[target.name] is not target.new:
+                    _ORIGINALS.setdefault((target.module, target.owner, target.name), owner.__dict__[target.name])
+                setattr(owner, target.name, target.new)
         applied.append(patch.name)
     return applied
+
+
+# moto's own functions that patches replaced, for the patches that wrap them
+_ORIGINALS: dict[tuple[str, str, str], Any] = {}
+
+
+def _original(module: str, owner: str, name: str) -> Any:
+    """moto's own function that a patch wraps: the one it replaced, or the one in place when the
+    patch is not applied (a wrapper called directly, as the tests do)."""
+    found = _ORIGINALS.get((module, owner, name))
+    if found is None:
+        found = getattr(importlib.import_module(module), owner).__dict__[name]
+        if getattr(found, "__module__", None) == __name__:
+            raise RuntimeError(f"{module}.{owner}.{name} is patched, but moto's own function was not kept")
+    return found
 
 
 # ---- dynamodb-item-size-once ----
@@ -186,6 +224,299 @@ def _item_init(self: Any, hash_key: Any, range_key: Any, attrs: dict[str, Any]) 
             raise types.ItemSizeTooLarge
         values[key] = typed
     self.attrs = types.LimitedSizeDict(values)  # its __init__ uses dict.update: no re-check
+
+
+# ---- dynamodb-query-one-partition ----
+
+# Index maps and the writes that keep them are exclusive: a map is never read half-updated, and
+# its build walks moto's dict of items while no patched write changes it. Reentrant: update_item
+# calls put_item for an item it creates, TransactWriteItems calls the three.
+_INDEX_LOCK = threading.RLock()
+PrimaryKey = tuple[Any, Any]  # (hash DynamoType, range DynamoType or None), as Item holds them
+
+
+class _AttributeMap:
+    """Which stored items hold each value of one attribute: value → primary keys, and back."""
+
+    def __init__(self) -> None:
+        self.keys: dict[Any, dict[PrimaryKey, None]] = {}  # an insertion-ordered set per value
+        # items whose value cannot be hashed (a set, list or map; DynamoType hashes its cast value):
+        # handed to moto with every lookup, its own comparison drops them
+        self.unhashable: dict[PrimaryKey, None] = {}
+        self.value_of: dict[PrimaryKey, Any] = {}  # None: among the unhashable
+
+    def remove(self, key: PrimaryKey) -> None:
+        if key not in self.value_of:
+            return
+        value = self.value_of.pop(key)
+        bucket = self.unhashable if value is None else self.keys[value]
+        del bucket[key]
+        if value is not None and not bucket:
+            del self.keys[value]
+
+    def add(self, key: PrimaryKey, item: Any, attribute: str) -> None:
+        value = item.attrs.get(attribute)
+        if value is None:
+            return  # not in the index: moto skips an item lacking the attribute
+        try:
+            self.keys.setdefault(value, {})[key] = None
+        except TypeError:
+            self.unhashable[key] = None
+            value = None
+        self.value_of[key] = value
+
+    def lookup(self, value: Any) -> list[PrimaryKey]:
+        return [*self.keys.get(value, ()), *self.unhashable]
+
+
+@dataclass
+class _TableMaps:
+    items: Any  # the table's dict of items these maps describe (moto may replace it whole)
+    by_attribute: dict[str, _AttributeMap]
+
+
+# per moto Table object: a deleted, reset or rolled-back table takes its maps with it
+_MAPS: weakref.WeakKeyDictionary[Any, _TableMaps] = weakref.WeakKeyDictionary()
+
+
+def _stored_items(table: Any) -> Iterable[Any]:
+    """Every item of the table, unsorted (moto's layout: hash → item, or hash → range → item)."""
+    for partition in table.items.values():
+        if table.range_key_attr:
+            yield from partition.values()
+        else:
+            yield partition
+
+
+def _stored_item(table: Any, key: PrimaryKey) -> Any:
+    hash_key, range_key = key
+    partition = table.items.get(hash_key)  # .get: table.items is a defaultdict
+    if partition is None or not table.range_key_attr:
+        return partition
+    return partition.get(range_key)
+
+
+def _attribute_map(table: Any, attribute: str) -> _AttributeMap:
+    """The map of ``attribute`` for ``table``, built with one walk of its items if it has none."""
+    maps = _MAPS.get(table)
+    if maps is None or maps.items is not table.items:
+        maps = _MAPS[table] = _TableMaps(table.items, {})
+    found = maps.by_attribute.get(attribute)
+    if found is None:
+        found = maps.by_attribute[attribute] = _AttributeMap()
+        for item in _stored_items(table):
+            found.add((item.hash_key, item.range_key), item, attribute)
+    return found
+
+
+def _reindex(table: Any, keys: Callable[[], Iterable[PrimaryKey]]) -> None:
+    """After a write: place the items now stored at ``keys`` (or their absence) in every map."""
+    maps = _MAPS.get(table)
+    if maps is None:
+        return  # nothing built for this table yet: the first Query builds it from the items as they are
+    if maps.items is not table.items:
+        del _MAPS[table]
+        return
+    try:
+        written = list(keys())
+    except Exception:  # noqa: BLE001 - keys moto refused; rebuild rather than guess what it stored
+        del _MAPS[table]
+        return
+    for key in written:
+        item = _stored_item(table, key)
+        for attribute, found in maps.by_attribute.items():
+            found.remove(key)
+            if item is not None:
+                found.add(key, item, attribute)
+
+
+def _forget(table: Any) -> None:
+    _MAPS.pop(table, None)
+
+
+def indexed_keys(table: Any, attribute: str) -> dict[Any, list[PrimaryKey]] | None:
+    """What the patch's map of ``attribute`` holds for a moto ``Table``: each value's primary keys
+    (None: no map yet). For tests: a Query hands moto only the items listed under its key."""
+    with _INDEX_LOCK:
+        maps = _MAPS.get(table)
+        found = maps.by_attribute.get(attribute) if maps is not None and maps.items is table.items else None
+        if found is None:
+            return None
+        return {value: list(keys) for value, keys in found.keys.items()}
+
+
+def _all_items_order(item: Any) -> Any:
+    # the sort key of moto's Table.all_items
+    return (item.hash_key, item.range_key) if item.range_key else item.hash_key
+
+
+def _partition_items(
+    table: Any, hash_key: Any, index_name: str | None, hash_key_conditions: Sequence[tuple[str, Any]] | None
+) -> list[Any] | None:
+    """The items moto's Query may keep, in ``Table.all_items`` order; None: let it walk the table
+    (a Query this patch does not narrow)."""
+    with _INDEX_LOCK:
+        found = _matching_items(table, hash_key, index_name, hash_key_conditions)
+    return None if found is None else sorted(found, key=_all_items_order)
+
+
+def _matching_items(
+    table: Any, hash_key: Any, index_name: str | None, hash_key_conditions: Sequence[tuple[str, Any]] | None
+) -> list[Any] | None:
+    if index_name is None:
+        if hash_key is None:
+            return None
+        try:
+            hash(hash_key)
+        except TypeError:
+            return None
+        partition = table.items.get(hash_key)
+        if partition is None:
+            return []
+        found = list(partition.values()) if table.range_key_attr else [partition]
+    else:
+        if not hash_key_conditions or index_name not in {i.name for i in table.all_indexes()}:
+            return None  # moto's own code matches everything, or refuses the index
+        attribute, value = hash_key_conditions[0]
+        try:
+            hash(value)
+        except TypeError:
+            return None
+        keys = _attribute_map(table, attribute).lookup(value)
+        found = [item for key in keys if (item := _stored_item(table, key)) is not None]
+    return found
+
+
+class _Partition:
+    """A moto Table as its Query sees it: ``all_items`` lists only the given items; every other
+    attribute and method is the table's own."""
+
+    def __init__(self, table: Any, items: list[Any]) -> None:
+        self._table = table
+        self._items = items
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._table, name)
+
+    def all_items(self) -> list[Any]:
+        return self._items
+
+
+def _table_query(
+    self: Any,
+    hash_key: Any,
+    range_comparison: str | None,
+    range_objs: list[Any],
+    limit: int,
+    exclusive_start_key: dict[str, Any],
+    scan_index_forward: bool,
+    projection_expressions: list[list[str]] | None,
+    index_name: str | None = None,
+    consistent_read: bool = False,
+    filter_expression: Any = None,
+    hash_key_conditions: list[tuple[str, Any]] | None = None,
+    range_key_conditions: list[tuple[str, str, list[Any]]] | None = None,
+    **filter_kwargs: Any,
+) -> tuple[list[Any], int, dict[str, Any] | None]:
+    # moto's Table.query calls self.all_items() once and keeps, in that order, the items whose
+    # partition key matches: handed a superset of those, in the same order, it answers the same
+    items = _partition_items(self, hash_key, index_name, hash_key_conditions)
+    query = _original(TABLE, "Table", "query")
+    return query(  # type: ignore[no-any-return]
+        self if items is None else _Partition(self, items),
+        hash_key,
+        range_comparison,
+        range_objs,
+        limit,
+        exclusive_start_key,
+        scan_index_forward,
+        projection_expressions,
+        index_name,
+        consistent_read,
+        filter_expression,
+        hash_key_conditions=hash_key_conditions,
+        range_key_conditions=range_key_conditions,
+        **filter_kwargs,
+    )
+
+
+def _table_put_item(
+    self: Any,
+    item_attrs: dict[str, Any],
+    expected: dict[str, Any] | None = None,
+    condition_expression: str | None = None,
+    expression_attribute_names: dict[str, str] | None = None,
+    expression_attribute_values: dict[str, Any] | None = None,
+    overwrite: bool = False,
+    return_values_on_condition_check_failure: str | None = None,
+) -> Any:
+    def written() -> list[PrimaryKey]:
+        # Table.put_item stores Item(hash_value, range_value, ...) under these keys
+        types = importlib.import_module(DYNAMO_TYPE)
+        hash_key = types.DynamoType(item_attrs[self.hash_key_attr])
+        range_key = types.DynamoType(item_attrs[self.range_key_attr]) if self.range_key_attr else None
+        return [(hash_key, range_key)]
+
+    with _INDEX_LOCK:
+        try:
+            return _original(TABLE, "Table", "put_item")(
+                self,
+                item_attrs,
+                expected,
+                condition_expression,
+                expression_attribute_names,
+                expression_attribute_values,
+                overwrite,
+                return_values_on_condition_check_failure,
+            )
+        finally:
+            _reindex(self, written)
+
+
+def _table_delete_item(self: Any, hash_key: Any, range_key: Any) -> Any:
+    with _INDEX_LOCK:
+        try:
+            return _original(TABLE, "Table", "delete_item")(self, hash_key, range_key)
+        finally:
+            _reindex(self, lambda: [(hash_key, range_key if self.range_key_attr else None)])
+
+
+def _backend_update_item(
+    self: Any,
+    table_name: str,
+    key: dict[str, dict[str, Any]],
+    update_expression: str,
+    expression_attribute_names: dict[str, Any],
+    expression_attribute_values: dict[str, Any],
+    attribute_updates: dict[str, Any] | None = None,
+    expected: dict[str, Any] | None = None,
+    condition_expression: str | None = None,
+    return_values_on_condition_check_failure: str | None = None,
+) -> Any:
+    # moto changes the stored item in place (no put_item), possibly its indexed attributes
+    with _INDEX_LOCK:
+        item = None
+        try:
+            item = _original(DYNAMODB, "DynamoDBBackend", "update_item")(
+                self,
+                table_name,
+                key,
+                update_expression,
+                expression_attribute_names,
+                expression_attribute_values,
+                attribute_updates,
+                expected,
+                condition_expression,
+                return_values_on_condition_check_failure,
+            )
+            return item
+        finally:
+            table = self.tables.get(table_name)
+            if table is not None:
+                if item is None:
+                    _forget(table)  # it may have failed after changing the item: rebuilt when next queried
+                else:
+                    _reindex(table, lambda: [(item.hash_key, item.range_key)])
 
 
 # ---- sqs-one-clock-read ----
@@ -423,6 +754,17 @@ PATCHES: tuple[Patch, ...] = (
         (
             Target(DYNAMO_TYPE, "Item", "__init__", "d9c12b62cb921831", _item_init),
             Target(DYNAMO_TYPE, "LimitedSizeDict", "__setitem__", "d979580fdbe14f79"),
+        ),
+    ),
+    Patch(
+        "dynamodb-query-one-partition",
+        "every Query page walks and sorts every item of the table",
+        (
+            Target(TABLE, "Table", "query", "002b4d00be6df07c", _table_query),
+            Target(TABLE, "Table", "all_items", "c80d2ee3c896acd0"),
+            Target(TABLE, "Table", "put_item", "de23933013ef8426", _table_put_item),
+            Target(TABLE, "Table", "delete_item", "1594f7b07616c8cb", _table_delete_item),
+            Target(DYNAMODB, "DynamoDBBackend", "update_item", "218984588dd689a5", _backend_update_item),
         ),
     ),
     Patch(

@@ -1,13 +1,15 @@
 """The patched moto server (cart_dev.moto_server) against stock moto, both started by MotoServer and
 used through boto3 over HTTP: every patch applies to the locked moto, a patch that no longer fits
 is left out with a warning, and what the patches touch answers as stock moto answers (the item
-size limit, queue counts, FIFO deduplication), and moto's redrive moves a message to the DLQ once
-under concurrent receivers."""
+size limit, queue counts, FIFO deduplication, Query pages across writes of every kind), a Query
+hands moto only its key's items, and moto's redrive moves a message to the DLQ once under
+concurrent receivers."""
 
 from __future__ import annotations
 
 import json
 import logging
+import random
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +21,9 @@ import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models.dynamo_type import DynamoType
+from moto.dynamodb.models.table import Table
 
 from cart_dev import moto_server
 from cart_dev.local_aws import MotoServer
@@ -360,3 +365,318 @@ def test_a_message_sent_while_others_are_deleted_is_kept(both: dict[str, Server]
     """Stock moto rebuilds the queue's list on delete without the lock sends append under, and drops
     what was sent meanwhile (cart-demo lost 10 of 9007 purchases so); the patched server keeps all."""
     assert sends_racing_deletes(both["patched"], "race") == {f"new {n}" for n in range(400)}
+
+
+# ---- DynamoDB: Query reads one partition ----
+
+SHARDS = [f"h#{n}" for n in range(4)]
+EVENTS: dict[str, Any] = {
+    "TableName": "events",
+    "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+    "AttributeDefinitions": [
+        {"AttributeName": "pk", "AttributeType": "S"},
+        {"AttributeName": "part_key", "AttributeType": "S"},
+        {"AttributeName": "at", "AttributeType": "S"},
+    ],
+    "GlobalSecondaryIndexes": [
+        {
+            "IndexName": "by-shard",
+            "KeySchema": [
+                {"AttributeName": "part_key", "KeyType": "HASH"},
+                {"AttributeName": "at", "KeyType": "RANGE"},
+            ],
+            "Projection": {"ProjectionType": "ALL"},
+        },
+        {
+            "IndexName": "shard-only",
+            "KeySchema": [{"AttributeName": "part_key", "KeyType": "HASH"}],
+            "Projection": {"ProjectionType": "KEYS_ONLY"},
+        },
+    ],
+    "BillingMode": "PAY_PER_REQUEST",
+}
+LEDGER: dict[str, Any] = {
+    "TableName": "ledger",
+    "KeySchema": [{"AttributeName": "account", "KeyType": "HASH"}, {"AttributeName": "seq", "KeyType": "RANGE"}],
+    "AttributeDefinitions": [
+        {"AttributeName": "account", "AttributeType": "S"},
+        {"AttributeName": "seq", "AttributeType": "N"},
+        {"AttributeName": "amount", "AttributeType": "N"},
+    ],
+    "LocalSecondaryIndexes": [
+        {
+            "IndexName": "by-amount",
+            "KeySchema": [
+                {"AttributeName": "account", "KeyType": "HASH"},
+                {"AttributeName": "amount", "KeyType": "RANGE"},
+            ],
+            "Projection": {"ProjectionType": "ALL"},
+        }
+    ],
+    "BillingMode": "PAY_PER_REQUEST",
+}
+
+
+def S(value: str) -> dict[str, str]:
+    return {"S": value}
+
+
+def N(value: int) -> dict[str, str]:
+    return {"N": str(value)}
+
+
+def event(rng: random.Random, n: int) -> dict[str, Any]:
+    item: dict[str, Any] = {"pk": S(f"e{n:04d}"), "amount": N(rng.randrange(100)), "pad": S("x" * 40)}
+    if rng.random() < 0.9:  # some items lack the index key, or its range key: not in by-shard
+        item["part_key"] = S(rng.choice(SHARDS))
+    if rng.random() < 0.9:
+        item["at"] = S(f"2026-11-25T09:{rng.randrange(30):02d}")  # repeats: ties ordered by the table key
+    return item
+
+
+def ledger_entry(rng: random.Random, n: int) -> dict[str, Any]:
+    return {"account": S(f"a{rng.randrange(3)}"), "seq": N(n), "amount": N(rng.randrange(50))}
+
+
+def on_shard(shard: str, **more: Any) -> dict[str, Any]:
+    values = {":s": S(shard), **more.pop("ExpressionAttributeValues", {})}
+    return {
+        "TableName": "events",
+        "IndexName": "by-shard",
+        "KeyConditionExpression": "part_key = :s",
+        "ExpressionAttributeValues": values,
+        **more,
+    }
+
+
+OWN_KEY = {"TableName": "events", "KeyConditionExpression": "pk = :p", "ExpressionAttributeValues": {":p": S("e0003")}}
+QUERIES: list[dict[str, Any]] = [
+    *(on_shard(shard) for shard in [*SHARDS, "h#none"]),
+    on_shard("h#1", Limit=7),
+    on_shard("h#2", Limit=5, ScanIndexForward=False),
+    on_shard("h#0", Select="COUNT"),
+    on_shard("h#0", Select="COUNT", Limit=10),
+    on_shard(
+        "h#3",
+        KeyConditionExpression="part_key = :s AND #at BETWEEN :lo AND :hi",
+        ExpressionAttributeNames={"#at": "at"},
+        ExpressionAttributeValues={":lo": S("2026-11-25T09:05"), ":hi": S("2026-11-25T09:20")},
+        Limit=4,
+    ),
+    on_shard("h#1", FilterExpression="amount > :a", ExpressionAttributeValues={":a": N(50)}, Limit=6),
+    on_shard("h#0", ProjectionExpression="pk, amount", Limit=9, ScanIndexForward=False),
+    {**on_shard("h#2", Limit=8), "IndexName": "shard-only"},
+    OWN_KEY,
+    {"TableName": "events", "KeyConditionExpression": "pk = :p", "ExpressionAttributeValues": {":p": S("e9999")}},
+    {
+        "TableName": "ledger",
+        "KeyConditionExpression": "account = :a",
+        "ExpressionAttributeValues": {":a": S("a1")},
+        "Limit": 6,
+    },
+    {
+        "TableName": "ledger",
+        "KeyConditionExpression": "account = :a AND seq >= :q",
+        "ExpressionAttributeValues": {":a": S("a0"), ":q": N(20)},
+        "Limit": 5,
+        "ScanIndexForward": False,
+    },
+    {
+        "TableName": "ledger",
+        "IndexName": "by-amount",
+        "KeyConditionExpression": "account = :a AND amount < :m",
+        "ExpressionAttributeValues": {":a": S("a2"), ":m": N(25)},
+        "Limit": 4,
+    },
+]
+
+
+def every_page(ddb: Any, query: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every page of ``query`` (ExclusiveStartKey from each LastEvaluatedKey), as the server answered."""
+    request = dict(query)
+    pages = []
+    while len(pages) < 200:
+        answer = ddb.query(**request)
+        answer.pop("ResponseMetadata")
+        pages.append(answer)
+        if "LastEvaluatedKey" not in answer:
+            break
+        request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+    return pages
+
+
+def every_answer(ddb: Any, table: str | None = None) -> list[list[dict[str, Any]]]:
+    return [every_page(ddb, query) for query in QUERIES if table in (None, query["TableName"])]
+
+
+def write_and_query(ddb: Any) -> list[Any]:
+    """Writes of every kind, with every query (all its pages) between them; what the queries answered."""
+    ddb.create_table(**EVENTS)
+    ddb.create_table(**LEDGER)
+    rng = random.Random(7)
+    answers = [every_answer(ddb)]  # empty tables
+    for n in range(120):
+        ddb.put_item(TableName="events", Item=event(rng, n))
+        ddb.put_item(TableName="ledger", Item=ledger_entry(rng, n))
+    answers.append(every_answer(ddb))  # the patched server builds its map here
+
+    with pytest.raises(ClientError, match="ConditionalCheckFailed"):  # refused: the item stays
+        ddb.update_item(
+            TableName="events",
+            Key={"pk": S("e0005")},
+            UpdateExpression="SET part_key = :s",
+            ConditionExpression="amount > :big",
+            ExpressionAttributeValues={":s": S("h#3"), ":big": N(1000)},
+        )
+    answers.append(every_answer(ddb))
+    for n in range(1, 4):  # each to the next shard
+        pk = {"pk": S(f"e{n:04d}")}
+        now = ddb.get_item(TableName="events", Key=pk)["Item"].get("part_key", S("h#3"))["S"]
+        ddb.update_item(
+            TableName="events",
+            Key=pk,
+            UpdateExpression="SET part_key = :s, amount = :a",
+            ExpressionAttributeValues={":s": S(SHARDS[(SHARDS.index(now) + 1) % 4]), ":a": N(99)},
+        )
+    ddb.update_item(TableName="events", Key={"pk": S("e0004")}, UpdateExpression="REMOVE part_key")
+    ddb.update_item(  # creates the item
+        TableName="events",
+        Key={"pk": S("e0500")},
+        UpdateExpression="SET part_key = :s, #at = :t",
+        ExpressionAttributeNames={"#at": "at"},
+        ExpressionAttributeValues={":s": S("h#0"), ":t": S("2026-11-25T09:15")},
+    )
+    ddb.delete_item(TableName="events", Key={"pk": S("e0006")})
+    ddb.put_item(TableName="events", Item={**event(rng, 7), "part_key": S("h#3")})  # overwritten
+    ddb.delete_item(TableName="ledger", Key={"account": S("a1"), "seq": N(3)})
+    answers.append(every_answer(ddb))
+
+    ddb.batch_write_item(
+        RequestItems={
+            "events": [
+                *({"PutRequest": {"Item": event(rng, n)}} for n in range(8, 20)),
+                *({"DeleteRequest": {"Key": {"pk": S(f"e{n:04d}")}}} for n in range(20, 30)),
+            ]
+        }
+    )
+    ddb.transact_write_items(
+        TransactItems=[
+            {"Put": {"TableName": "events", "Item": {**event(rng, 30), "part_key": S("h#1")}}},
+            {
+                "Update": {
+                    "TableName": "events",
+                    "Key": {"pk": S("e0031")},
+                    "UpdateExpression": "SET part_key = :s",
+                    "ExpressionAttributeValues": {":s": S("h#0")},
+                }
+            },
+            {"Delete": {"TableName": "events", "Key": {"pk": S("e0032")}}},
+        ]
+    )
+    with pytest.raises(ClientError, match="TransactionCanceled"):  # moto puts the table back as it was
+        ddb.transact_write_items(
+            TransactItems=[
+                {"Delete": {"TableName": "events", "Key": {"pk": S("e0033")}}},
+                {
+                    "ConditionCheck": {
+                        "TableName": "events",
+                        "Key": {"pk": S("e0034")},
+                        "ConditionExpression": "amount > :big",
+                        "ExpressionAttributeValues": {":big": N(1000)},
+                    }
+                },
+            ]
+        )
+    answers.append(every_answer(ddb))
+
+    ddb.delete_table(TableName="events")  # a new table of the same name starts empty
+    ddb.create_table(**EVENTS)
+    ddb.put_item(TableName="events", Item={"pk": S("e0001"), "part_key": S("h#1"), "at": S("t")})
+    answers.append(every_answer(ddb, "events"))
+    return answers
+
+
+def test_queries_answer_as_stock_moto_across_writes(both: dict[str, Server]) -> None:
+    """The same writes on both servers, and every query (each of its pages) between them: the same
+    answers, before and after updates that move an item to another index key or out of the index,
+    deletes, overwrites, batch and transactional writes, a cancelled transaction, a table recreated."""
+    answers = {name: write_and_query(server.client("dynamodb")) for name, server in both.items()}
+    assert answers["patched"] == answers["stock"]
+    full = answers["patched"][1]
+    assert all(len(pages) == 1 for pages in full[:5])  # one page per shard, unlimited
+    assert sum(page["Count"] for pages in full[:4] for page in pages) > 90  # most items are in the index
+    assert len(full[5]) > 3  # Limit=7 took several pages
+    assert full[QUERIES.index(OWN_KEY)][0]["Count"] == 1
+
+
+class Unlisted(Table):
+    """A moto table whose Query may not list every item (what stock moto does on each page)."""
+
+    def all_items(self) -> list[Any]:
+        raise AssertionError("the Query walked the whole table")
+
+
+def test_a_query_hands_moto_only_the_items_of_its_key() -> None:
+    """In this process, with moto's own objects (nothing patched here): the patch's functions, called
+    as the patched server calls them, answer a Query of an index key, or of the table's own key,
+    without listing the table, and the patch's map holds each key's items and no other, across
+    writes, an update that moves an item to another key and one that takes it out, and a delete."""
+    backend = DynamoDBBackend("us-east-1", "123456789012")
+    table = backend.tables["events"] = Unlisted(
+        "events",
+        account_id="123456789012",
+        region="us-east-1",
+        schema=EVENTS["KeySchema"],
+        attr=EVENTS["AttributeDefinitions"],
+        global_indexes=EVENTS["GlobalSecondaryIndexes"],
+    )
+    rng = random.Random(3)
+    items = [event(rng, n) for n in range(300)]
+    for item in items[:200]:
+        moto_server._table_put_item(table, item)
+
+    def query(value: str, index: str | None = "by-shard") -> list[str]:
+        key = DynamoType(S(value))
+        condition = [("part_key" if index else "pk", key)]
+        found, _, _ = moto_server._table_query(
+            table, key, None, [], None, None, True, None, index, False, None, condition
+        )
+        return [item.attrs["pk"].value for item in found]
+
+    def expected(value: str) -> list[str]:
+        """Items of the shard that carry the index's range key, in the index's order."""
+        stored = [i for i in items if i["pk"]["S"] in present and i.get("part_key") == S(value) and "at" in i]
+        return [i["pk"]["S"] for i in sorted(stored, key=lambda i: (i["at"]["S"], i["pk"]["S"]))]
+
+    def indexed() -> dict[str, list[str]]:
+        held = moto_server.indexed_keys(table, "part_key")
+        assert held is not None
+        return {value.value: sorted(key[0].value for key in keys) for value, keys in held.items()}
+
+    def stored_on(value: str) -> list[str]:
+        return sorted(i["pk"]["S"] for i in items if i["pk"]["S"] in present and i.get("part_key") == S(value))
+
+    present = {i["pk"]["S"] for i in items[:200]}
+    assert moto_server.indexed_keys(table, "part_key") is None  # built by the first Query
+    assert query("h#1") == expected("h#1")
+    assert indexed() == {shard: stored_on(shard) for shard in SHARDS}
+
+    for item in items[200:]:  # written after the map was built
+        moto_server._table_put_item(table, item)
+    present |= {i["pk"]["S"] for i in items[200:]}
+    moved, out = items[0], items[1]
+    target = next(shard for shard in SHARDS if S(shard) != moved.get("part_key"))
+    values = {":s": S(target)}
+    moto_server._backend_update_item(backend, "events", {"pk": moved["pk"]}, "SET part_key = :s", {}, values)
+    moved["part_key"] = S(target)
+    moto_server._backend_update_item(backend, "events", {"pk": out["pk"]}, "REMOVE part_key", {}, {})
+    del out["part_key"]
+    gone = items[2]
+    moto_server._table_delete_item(table, DynamoType(gone["pk"]), None)
+    present.discard(gone["pk"]["S"])
+
+    assert indexed() == {shard: stored_on(shard) for shard in SHARDS}
+    for shard in SHARDS:
+        assert query(shard) == expected(shard)
+    assert query("e0005", index=None) == ["e0005"]  # the table's own key: moto's dict of partitions
+    assert query("e0002", index=None) == []
