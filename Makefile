@@ -4,7 +4,7 @@ SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test test-quick lint format typecheck pytest demo bench bench-ingest bench-lakehouse bench-local-aws bench-freshness clean dbt
+.PHONY: help setup run test test-quick lint format typecheck pytest demo bench bench-ingest bench-local-ingest bench-lakehouse bench-local-aws bench-freshness clean dbt
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -56,10 +56,13 @@ test-quick: setup $(DBT_MANIFEST) ## Every test but the long end-to-end ones (ma
 demo: setup $(DBT_MANIFEST) ## Headless end-to-end demo with faults; prints gold KPIs and the zero-loss ledger
 	@$(UV) run --locked cart-demo $(ARGS)
 
-bench: bench-ingest bench-lakehouse bench-local-aws bench-freshness ## Run the benchmarks and print their tables (ARGS="--write docs/benchmarks.md")
+bench: bench-ingest bench-local-ingest bench-lakehouse bench-local-aws bench-freshness ## Run the benchmarks and print their tables (ARGS="--write docs/benchmarks.md")
 
 bench-ingest: setup ## Ingest benchmark: API vs moto, batched vs single publish, worker batching, the API against a stub SNS (ARGS="--phases d": that alone)
 	@$(UV) run --locked python -m bench.ingest $(ARGS)
+
+bench-local-ingest: setup ## Local ingest benchmark: 2000 purchases at 50/s (and 150/s) through the API, queue depth and worker lag over time, 1/2/4 worker threads
+	@$(UV) run --locked python -m bench.local_ingest $(ARGS)
 
 bench-lakehouse: setup $(DBT_MANIFEST) ## Lakehouse benchmark: one hour of 100k bronze→gold, single-run vs per-hour backfill
 	@$(UV) run --locked python -m bench.lakehouse $(ARGS)

@@ -34,7 +34,10 @@ class Settings(AwsSettings):
     )
     rate_limit_burst: int = Field(default=1000, ge=1, description="Requests a client may send at once above its rate.")
     worker_batch_size: int = Field(default=10, ge=1, le=10, description="Messages the worker receives per call.")
-    worker_concurrency: int = Field(default=2, ge=1, le=32, description="Polling threads of the local worker.")
+    # 4: at 150 purchases/s through the API on the local moto server, 2 threads let ~1,000 queue up
+    # (8 s behind) and 4 stay under 100 (docs/benchmarks.md, local ingest); idle, each long poll
+    # wakes moto once a second
+    worker_concurrency: int = Field(default=4, ge=1, le=32, description="Polling threads of the local worker.")
     worker_wait_seconds: int = Field(default=5, ge=0, le=20, description="Long-poll wait of the local worker.")
     worker_write_attempts: int = Field(default=5, ge=1, description="BatchWriteItem attempts for unprocessed items.")
 
