@@ -60,7 +60,6 @@ from dagster import (
 
 from bench.report import machine, say, write_section
 from cart_api.app import create_app
-from cart_api.deps import get_clock
 from cart_api.runner import QueueRunner
 from cart_api.settings import Settings
 from cart_api.traffic import TrafficConfig, TrafficReport, run_traffic
@@ -229,8 +228,7 @@ def run_bench(args: argparse.Namespace, workdir: Path) -> tuple[list[Row], list[
         materialize_hours(local_resources(settings, str(lake_root)), None, ("reference",))
 
         clock = VirtualClock()
-        app = create_app(settings)
-        app.dependency_overrides[get_clock] = lambda: clock.now
+        app = create_app(settings, clock=clock.now)
         worker = QueueRunner(settings)
         lake = Lake.open(str(lake_root))
         env = {

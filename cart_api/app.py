@@ -9,13 +9,15 @@ from fastapi import FastAPI
 
 from cart_api import openapi, problems
 from cart_api.backend import Backend
+from cart_api.deps import Clock, utc_now
 from cart_api.middleware import BodyLimitMiddleware
 from cart_api.models import PURCHASES
 from cart_api.routers import health, purchases
 from cart_api.settings import Settings, get_settings
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> FastAPI:
+    """The API; ``clock`` stamps each purchase's ``received_at`` (the demo and tests replay an hour)."""
     settings = settings or get_settings()
     backend = Backend(settings)
 
@@ -38,6 +40,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.backend = backend
+    app.state.clock = clock
+    app.state.status_urls = purchases.StatusUrls()
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     problems.install(app)
     openapi.install(app)

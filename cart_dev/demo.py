@@ -34,7 +34,6 @@ from typing import Any
 from dagster import RunRequest
 
 from cart_api.app import create_app
-from cart_api.deps import get_clock
 from cart_api.runner import QueueRunner
 from cart_api.settings import Settings
 from cart_api.traffic import TrafficConfig, TrafficReport, run_traffic
@@ -117,9 +116,7 @@ def run_demo(
         clients = AwsClients(settings)
         worker = QueueRunner(via_proxy, AwsClients(via_proxy, attempts=1), wait_seconds=1)
         result = DemoResult(hour)
-        app = create_app(via_proxy)
-        clock = hour_clock(hour, seed)
-        app.dependency_overrides[get_clock] = lambda: clock
+        app = create_app(via_proxy, clock=hour_clock(hour, seed))
         throttled = round(purchases * throttled_share)
         show = sys.stderr.isatty()  # a progress bar on a terminal; a line per phase otherwise
         with ApiServer(app) as api:

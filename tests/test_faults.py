@@ -26,7 +26,6 @@ import pytest
 from pyspark.sql import SparkSession
 
 from cart_api.app import create_app
-from cart_api.deps import get_clock
 from cart_api.runner import QueueRunner
 from cart_api.settings import Settings
 from cart_aws.aws import AwsClients
@@ -65,10 +64,7 @@ class System:
         return QueueRunner(self.via_proxy, AwsClients(self.via_proxy, attempts=1), wait_seconds=1)
 
     def api(self) -> ApiServer:
-        app = create_app(self.via_proxy)
-        clock = hour_clock(HOUR, seed=1)
-        app.dependency_overrides[get_clock] = lambda: clock
-        return ApiServer(app)
+        return ApiServer(create_app(self.via_proxy, clock=hour_clock(HOUR, seed=1)))
 
     def post(self, client: httpx.Client, n: int, key: str | None = None) -> httpx.Response:
         body = {**VALID_PURCHASE, "buyer_id": f"B{n:06d}", "purchase_date": HOUR.start.date().isoformat()}

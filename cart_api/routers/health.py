@@ -7,7 +7,7 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from cart_api.deps import ReadinessDep
+from cart_api.deps import backend
 from cart_api.models import NotReady, Readiness
 from cart_api.openapi import problem
 from cart_api.problems import PROBLEM_JSON
@@ -26,8 +26,8 @@ async def health() -> dict[str, str]:
     response_model=Readiness,
     responses={503: problem("A dependency does not answer; its check says why.", model=NotReady)},
 )
-async def ready(request: Request, probe: ReadinessDep) -> Readiness | JSONResponse:
-    checks = await run_in_threadpool(probe)
+async def ready(request: Request) -> Readiness | JSONResponse:
+    checks = await run_in_threadpool(backend(request).readiness)
     failing = {name: reason for name, reason in checks.items() if reason != "ok"}
     if not failing:
         return Readiness(status="ready", checks=checks)

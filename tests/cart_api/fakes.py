@@ -1,4 +1,4 @@
-"""In-memory stand-ins for the API's AWS-backed dependencies, for ``app.dependency_overrides``."""
+"""In-memory stand-ins for the API's AWS-backed services, assigned on ``app.state.backend``."""
 
 from __future__ import annotations
 

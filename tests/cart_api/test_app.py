@@ -1,22 +1,25 @@
-"""The API's HTTP behaviour with its AWS dependencies replaced through ``dependency_overrides``:
+"""The API's HTTP behaviour with its AWS-backed services replaced on ``app.state.backend``:
 validation, auth, content type, body size, and what is published."""
 
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from cart_api import deps
 from cart_api.app import create_app
 from cart_api.idempotency import IdempotencyConflict, IdempotencyInProgress
-from cart_api.models import PURCHASES, Purchase
+from cart_api.models import PURCHASES, Purchase, PurchaseRequest
 from cart_api.ratelimit import TokenBucketLimiter
+from cart_api.routers.purchases import StatusUrls, build_message
 from cart_api.settings import Settings
+from cart_api.store import format_timestamp, ingest_hour, to_json
+from cart_api.traffic import generate_requests
 from tests.cart_api.fakes import RaisingIdempotencyStore, RecordingPublisher
 from tests.conftest import API_KEY, VALID_PURCHASE
 
@@ -32,8 +35,8 @@ def publisher() -> RecordingPublisher:
 def client(publisher: RecordingPublisher) -> Iterator[TestClient]:
     # an endpoint nobody listens on: any AWS call not overridden fails loudly
     app = create_app(Settings(aws_endpoint_url="http://127.0.0.1:9", api_keys={"tests": API_KEY}, max_body_bytes=2048))
-    app.dependency_overrides[deps.get_publisher] = lambda: publisher
-    app.dependency_overrides[deps.get_purchase_lookup] = lambda: lambda pid: None
+    app.state.backend.publisher = publisher
+    app.state.backend.lookup = lambda pid: None
     with TestClient(app) as test_client:
         yield test_client
 
@@ -191,7 +194,7 @@ def test_sns_not_confirming_gives_503_and_no_acceptance(client: TestClient, publ
 def test_idempotency_refusals_map_to_their_status(
     client: TestClient, publisher: RecordingPublisher, error: Exception, status: int
 ) -> None:
-    client.app.dependency_overrides[deps.get_idempotency_store] = lambda: RaisingIdempotencyStore(error)  # type: ignore[attr-defined]
+    client.app.state.backend.idempotency = RaisingIdempotencyStore(error)  # type: ignore[attr-defined]
     response = client.post("/purchases", json=VALID_PURCHASE, headers={**HEADERS, "Idempotency-Key": "k"})
     assert response.status_code == status
     assert publisher.messages == []
@@ -208,7 +211,7 @@ def test_unknown_purchase_is_404_and_bad_id_is_422(client: TestClient) -> None:
 
 def test_health_needs_nothing_and_ready_reports_each_dependency(client: TestClient) -> None:
     assert client.get("/health").json() == {"status": "ok"}
-    client.app.dependency_overrides[deps.get_readiness_probe] = lambda: lambda: {"sns": "ok", "dynamodb": "down"}  # type: ignore[attr-defined]
+    client.app.state.backend.readiness = lambda: {"sns": "ok", "dynamodb": "down"}  # type: ignore[attr-defined]
     response = client.get("/ready")
     assert response.status_code == 503
     assert response.json()["checks"] == {"sns": "ok", "dynamodb": "down"}
@@ -270,7 +273,7 @@ def test_request_schema_states_the_contract_limits(client: TestClient) -> None:
 
 
 def test_ready_answers_problem_details_when_a_dependency_is_down(client: TestClient) -> None:
-    client.app.dependency_overrides[deps.get_readiness_probe] = lambda: lambda: {"sns": "ok", "dynamodb": "down"}  # type: ignore[attr-defined]
+    client.app.state.backend.readiness = lambda: {"sns": "ok", "dynamodb": "down"}  # type: ignore[attr-defined]
     response = client.get("/ready")
     assert response.status_code == 503
     assert response.headers["content-type"] == "application/problem+json"
@@ -303,7 +306,7 @@ def test_a_client_over_its_rate_gets_429_with_retry_after_and_nothing_is_publish
 ) -> None:
     clock = FakeClock()
     limiter = TokenBucketLimiter(rate=2, burst=3, clock=clock)
-    client.app.dependency_overrides[deps.get_limiter] = lambda: limiter  # type: ignore[attr-defined]
+    client.app.state.backend.limiter = limiter  # type: ignore[attr-defined]
     statuses = [client.post("/purchases", json=VALID_PURCHASE, headers=HEADERS).status_code for _ in range(4)]
     assert statuses == [202, 202, 202, 429]
     refused = client.post("/purchases", json=VALID_PURCHASE, headers=HEADERS)
@@ -328,3 +331,78 @@ def test_rate_limit_is_on_by_default_and_can_be_switched_off() -> None:
     assert Settings(api_keys={"x": "y"}).rate_limit_per_second > 0
     app = create_app(Settings(api_keys={"x": "y"}, rate_limit_per_second=0))
     assert app.state.backend.limiter is None
+
+
+def _validated_message_body(purchase: PurchaseRequest, purchase_id: str, received_at: str) -> str:
+    """The message body as the API built it before it stopped validating the whole purchase again."""
+    stamped = datetime.fromisoformat(received_at)
+    full = Purchase.model_validate(
+        {
+            **purchase.model_dump(),
+            "purchase_id": purchase_id,
+            "received_at": stamped,
+            "ingest_hour": ingest_hour(stamped),
+            "schema_version": PURCHASES.version,
+        }
+    )
+    return to_json(full.model_dump())
+
+
+@pytest.mark.parametrize(
+    "amount", [0.01, 1, 10, 59.9, 129.99, 999999.99, 1000000, 3.0, 0.1, 12.5], ids=lambda a: f"amount={a}"
+)
+def test_message_is_the_whole_contract_without_validating_it_twice(amount: float) -> None:
+    requests = [json.loads(p.body) for p in generate_requests(seed=7, count=20)]
+    for i, body in enumerate(requests):
+        purchase = PurchaseRequest.model_validate({**body, "total_amount": amount} if i % 2 else body)
+        purchase_id, received_at = str(uuid.uuid4()), format_timestamp(datetime.now(UTC))
+        message = build_message(purchase, purchase_id, received_at)
+        assert message.body == _validated_message_body(purchase, purchase_id, received_at)  # byte for byte
+        Purchase.model_validate_json(message.body)  # still the whole contract
+
+
+def test_status_url_follows_the_host_and_root_path_of_each_request(
+    client: TestClient, publisher: RecordingPublisher
+) -> None:
+    for host in ("api.example", "api.example", "other.example:8080", "api.example"):
+        response = client.post("/purchases", json=VALID_PURCHASE, headers={**HEADERS, "Host": host})
+        body = response.json()
+        assert body["status_url"] == f"http://{host}/purchases/{body['purchase_id']}"
+        assert response.headers["location"] == body["status_url"]
+    mounted = TestClient(client.app, root_path="/stage")  # type: ignore[arg-type]
+    body = mounted.post("/purchases", json=VALID_PURCHASE, headers=HEADERS).json()
+    assert body["status_url"] == f"http://testserver/stage/purchases/{body['purchase_id']}"
+    status = mounted.get(body["status_url"], headers=HEADERS)
+    assert status.status_code == 404
+    assert "not stored" in status.json()["detail"]  # the status route answered, not a missing route
+
+
+def test_status_urls_keep_a_bounded_number_of_prefixes(client: TestClient) -> None:
+    for i in range(StatusUrls.MAX_PREFIXES + 10):
+        body = client.post("/purchases", json=VALID_PURCHASE, headers={**HEADERS, "Host": f"h{i}.example"}).json()
+        assert body["status_url"] == f"http://h{i}.example/purchases/{body['purchase_id']}"
+    assert len(client.app.state.status_urls._prefixes) == StatusUrls.MAX_PREFIXES  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("content_type", "key", "status"),
+    [("text/plain", "wrong", 415), ("application/json", "wrong", 401), ("application/json", API_KEY, 429)],
+)
+def test_checks_run_in_order_json_then_key_then_rate(
+    client: TestClient, publisher: RecordingPublisher, content_type: str, key: str, status: int
+) -> None:
+    client.app.state.backend.limiter = TokenBucketLimiter(rate=1, burst=1, clock=FakeClock())  # type: ignore[attr-defined]
+    client.app.state.backend.limiter.acquire("tests")  # type: ignore[attr-defined]  # the bucket is empty
+    response = client.post("/purchases", content=b"{}", headers={"X-API-Key": key, "Content-Type": content_type})
+    assert response.status_code == status  # before the body's own 422
+    assert publisher.messages == []
+
+
+def test_clock_stamps_received_at_and_the_ingest_hour(publisher: RecordingPublisher) -> None:
+    moment = datetime(2026, 11, 24, 9, 30, 15, 123456, tzinfo=UTC)
+    app = create_app(Settings(aws_endpoint_url="http://127.0.0.1:9", api_keys={"tests": API_KEY}), clock=lambda: moment)
+    app.state.backend.publisher = publisher
+    with TestClient(app) as test_client:
+        body = test_client.post("/purchases", json=VALID_PURCHASE, headers=HEADERS).json()
+    assert body["received_at"] == "2026-11-24T09:30:15.123456Z"
+    assert publisher.bodies[0]["ingest_hour"] == "2026-11-24T09"

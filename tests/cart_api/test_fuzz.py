@@ -37,7 +37,6 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from schemathesis.specs.openapi.formats import register_string_format, unregister_string_format
 from starlette.concurrency import run_in_threadpool
 
-from cart_api import deps
 from cart_api.app import create_app
 from cart_api.models import PURCHASES, Purchase
 from cart_api.publisher import OutgoingMessage, Publisher
@@ -90,7 +89,7 @@ def test_posting_purchases_never_errors_and_accepts_only_contract_purchases(
 ) -> None:
     publisher = RecordingPublisher()
     app = create_app(settings.model_copy(update={"rate_limit_per_second": 0}))
-    app.dependency_overrides[deps.get_publisher] = lambda: publisher
+    app.state.backend.publisher = publisher
     operation = schemathesis.openapi.from_asgi("/openapi.json", app)["/purchases"]["POST"]
     statuses: Counter[int] = Counter()
     replays = 0
@@ -203,7 +202,7 @@ def test_every_check_passes_on_every_operation(settings: Settings) -> None:
     )
     app = create_app(settings.model_copy(update={"rate_limit_per_second": 0}))
     store = StoreOnAccept(app.state.backend.publisher, QueueRunner(settings, wait_seconds=1))
-    app.dependency_overrides[deps.get_publisher] = lambda: store
+    app.state.backend.publisher = store
     schema = schemathesis.openapi.from_asgi("/openapi.json", app, config=config)
 
     failures: list[str] = []
