@@ -283,7 +283,7 @@ def render(runs: list[Run], args: argparse.Namespace, elapsed: float, load: tupl
     parts = [summary_table(runs), ""]
     for r in runs:
         parts += [
-            f"Queue over time, {r.threads} worker thread{'s' if r.threads > 1 else ''}:",
+            f"Queue over time, {r.rate:g}/s, {r.threads} worker thread{'s' if r.threads > 1 else ''}:",
             "",
             series(r, args.every),
             "",
@@ -291,7 +291,8 @@ def render(runs: list[Run], args: argparse.Namespace, elapsed: float, load: tupl
     parts.append(
         f"{args.count} valid purchases per variant sent through the API on a fixed schedule at each rate; "
         "sampled every second (queue = visible + in flight; stored = DynamoDB's item count; worker lag = age of "
-        "the oldest accepted purchase not yet stored); each variant on a reset patched moto server with its own "
+        "the oldest accepted purchase not yet stored; stored may lead accepted by a few: a purchase can be stored "
+        "before its 202 reaches the client); each variant on a reset patched moto server with its own "
         f"API and worker processes. Benchmark took {elapsed:.0f} s on {machine()}; load average "
         f"{load[0]:.1f} at its start and {load[1]:.1f} at its end.\n"
     )
