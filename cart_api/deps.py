@@ -2,11 +2,11 @@
 
 The services a request uses (publisher, idempotency store, limiter, lookup, readiness probe) live
 for the whole app on ``app.state.backend``, and the clock on ``app.state.clock``; a route reads
-them there instead of having FastAPI resolve a dependency per service per request. FastAPI's
-dependency resolution costs about 25 µs of CPU per dependency node, and ``POST /purchases`` had
-13 of them (API key, settings, limiter, backend, publisher, idempotency store, clock, JSON check …):
-more than pydantic's validation of the purchase. Tests substitute a service by assigning it
-(``app.state.backend.publisher = fake``) and the clock through ``create_app(clock=...)``.
+them there instead of having FastAPI resolve a dependency per service per request: FastAPI
+spends about as much CPU on each dependency node as these checks do, and ``POST /purchases`` had
+13 of them (API key, settings, limiter, backend, publisher, idempotency store, clock, JSON check …),
+the largest share of the API's CPU per purchase (docs/benchmarks.md). Tests substitute a service
+by assigning it (``app.state.backend.publisher = fake``), the clock through ``create_app(clock=...)``.
 
 Every dependency here is ``async def``: FastAPI runs a plain ``def`` dependency in a worker
 thread, a thread hop per dependency per request. None of them may block.
