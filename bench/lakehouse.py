@@ -105,7 +105,7 @@ class Span:
     depth: int = 0
 
 
-SHARED_SPANS = ("dbt build", "dbt parse", "dbt overhead")
+SHARED_SPANS = ("dbt build", "dbt parse")
 
 
 def _seconds(value: Any) -> dict[str, float]:

@@ -137,8 +137,8 @@ def catalog_partitions(table: GoldTable, data: arrow.Table) -> list[list[str]]:
 
 
 def dbt_timings(build: DbtBuild) -> dict[str, Timings]:
-    """Per model: the project's parse (once per process), the whole build, dbt's own overhead in it
-    (adapter, hooks, compile: what dbt did not time per node), the model's seconds and its tests'."""
+    """Per model: the project's parse (once per process), the whole build (its nodes run on dbt's
+    threads, so their seconds overlap), the model's own seconds and its tests'."""
     nodes = dbt_node_seconds(build.run_results)
     attached = {
         f"test.{n['name']}": str(n.get("attached_node", "")).rsplit(".", 1)[-1]
@@ -150,7 +150,6 @@ def dbt_timings(build: DbtBuild) -> dict[str, Timings]:
         timings = per_model[name] = Timings()
         timings.add("dbt parse (once per process)", build.parse_seconds)
         timings.add("dbt build (all models and tests)", build.seconds)
-        timings.add("dbt overhead (hooks, compile, adapter)", build.seconds - sum(nodes.values()))
         timings.add("dbt model", nodes[f"model.{name}"])
         tests = [seconds for test, seconds in nodes.items() if attached.get(test) == name]
         timings.add(f"dbt tests ({len(tests)})", sum(tests))
