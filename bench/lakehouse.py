@@ -178,6 +178,25 @@ def profile_table(spans: list[Span], total: float) -> str:
     return "\n".join(lines)
 
 
+def peak_rss_gb(pid: int | str = "self") -> float:
+    """A process's peak resident memory (Linux VmHWM), in GB; 0 where /proc does not tell."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1e6
+    except OSError:
+        pass
+    return 0.0
+
+
+def peak_memory(bench: Bench) -> str:
+    """Peak memory of this process (Dagster, dbt, DuckDB, pyarrow, and the benchmark's own generated
+    purchases) and of Spark's JVM (driver and, in local mode, the executors)."""
+    jvm = bench.spark_resource.spark_session.sparkContext._jvm
+    jvm_pid = jvm.java.lang.ProcessHandle.current().pid() if jvm is not None else 0
+    return f"peak memory: Python {peak_rss_gb():.2f} GB, Spark JVM {peak_rss_gb(jvm_pid):.2f} GB"
+
+
 def start_spark(bench: Bench) -> Row:
     start = time.perf_counter()
     bench.spark_resource.spark_session.range(1).count()
@@ -311,13 +330,14 @@ def main(argv: list[str] | None = None) -> int:
         rows = [start_spark(bench), *one_hour(bench, args.purchases, profile, args.bronze_direct)]
         if not args.skip_backfill:
             rows.extend(backfill(bench, args.hours, args.per_hour))
+        memory = peak_memory(bench)
     verdicts = "\n".join(f"- {'met' if ok else 'NOT met'}: {name} ({value})" for name, ok, value in goals(rows))
     both = next(r for r in rows if r.step == "silver + gold").seconds
     profiled = f"\n\nWhere (a)'s time goes:\n\n{profile_table(profile, both)}" if profile else ""
     text = (
         f"{table(rows)}{profiled}\n\nGoals:\n{verdicts}\n\n"
         f"In-process Dagster runs sharing one Spark session (local[2], {args.shuffle_partitions} shuffle partitions); "
-        f"benchmark took {time.perf_counter() - started:.0f} s on {machine()}.\n"
+        f"benchmark took {time.perf_counter() - started:.0f} s on {machine()}; {memory}.\n"
     )
     print(text)
     if args.write:
