@@ -18,7 +18,7 @@ import shutil
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,7 @@ class DbtBuild:
     run_results: Mapping[str, Any]
     seconds: float  # the build, parse excluded
     parse_seconds: float  # 0 when this process had parsed the project already
-    failed_nodes: list[str] = field(default_factory=list)
+    manifest: Mapping[str, Any]  # the assets' dbt manifest (what dagster-dbt translated with)
 
 
 def _args(dbt: DbtCliResource, target_path: Path) -> list[str]:
@@ -138,4 +138,4 @@ def dbt_build(
     error = None
     if not result.success:
         error = str(result.exception) if result.exception else "; ".join(failed) or "dbt build failed"
-    return DbtBuild(events, bool(result.success), error, run_results, seconds, parse_seconds, failed)
+    return DbtBuild(events, bool(result.success), error, run_results, seconds, parse_seconds, params.manifest)

@@ -34,10 +34,6 @@ class Timings:
     def add(self, name: str, seconds: float) -> None:
         self.seconds[name] = self.seconds.get(name, 0.0) + seconds
 
-    def update(self, other: Mapping[str, float]) -> None:
-        for name, seconds in other.items():
-            self.add(name, seconds)
-
     def metadata(self) -> dict[str, Any]:
         return {"timings": MetadataValue.json({k: round(v, 3) for k, v in self.seconds.items()})}
 

@@ -16,7 +16,6 @@ a model whose blocking tests pass is published into ``<lake>/gold/<model>/day=YY
 A failing test leaves the published gold untouched and fails the run.
 """
 
-import json
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -50,7 +49,6 @@ from cart_lakehouse.resources import CatalogResource, LakeResource
 from cart_lakehouse.timings import Timings, dbt_node_seconds
 
 OWNER = "team:cart-platform"
-GOLD_MANIFEST: dict[str, Any] = json.loads(GOLD_PROJECT.manifest_path.read_text())
 SILVER_TABLE = "silver_purchases"
 
 
@@ -142,7 +140,7 @@ def dbt_timings(build: DbtBuild) -> dict[str, Timings]:
     nodes = dbt_node_seconds(build.run_results)
     attached = {
         f"test.{n['name']}": str(n.get("attached_node", "")).rsplit(".", 1)[-1]
-        for n in GOLD_MANIFEST.get("nodes", {}).values()
+        for n in build.manifest.get("nodes", {}).values()
         if n.get("resource_type") == "test"
     }
     per_model: dict[str, Timings] = {}

@@ -5,6 +5,7 @@ an independent computation from the purchases put into DynamoDB."""
 from __future__ import annotations
 
 import json
+import shutil
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -17,12 +18,14 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 from dagster import AssetKey, AssetSelection, ExecuteInProcessResult, materialize
+from dagster_dbt import DbtCliResource
 from pyspark.sql import SparkSession
 
 from cart_api.settings import Settings
 from cart_aws.aws import AwsClients
 from cart_dev.seed import put_purchases, stored_purchases
 from cart_lakehouse.definitions import ASSETS, CHECKS
+from cart_lakehouse.gold_project import GOLD_PROJECT
 from cart_lakehouse.lake import Lake
 from cart_lakehouse.layout import PRODUCTS_FILE, bronze_file
 from cart_lakehouse.local import local_resources
@@ -298,3 +301,30 @@ def test_a_failing_dbt_test_holds_back_only_its_model(
     assert gold(lake, "sales_by_category_daily") == published
     materialized = {e.asset_key for e in result.get_asset_materialization_events()}
     assert materialized == {AssetKey(["gold", "sales_hourly"]), AssetKey(["gold", "buyer_daily"])}
+
+
+def test_a_dbt_model_that_errors_fails_the_run_naming_it_and_publishes_nothing_of_it(
+    settings: Settings, aws: AwsClients, lake: Lake, resources: dict[str, Any], tmp_path: Path
+) -> None:
+    """dbt runs in the step's process: a model whose SQL fails at run time fails the gold step with
+    dbt's error for that model, its published files stay, and the models that built are published."""
+    put_purchases(aws, settings.purchases_table, stored_purchases(HOUR.start, 20, seed=52))
+    assert run(resources, HOUR).success
+    published = gold(lake, "sales_hourly")
+    project = tmp_path / "dbt_project"
+    shutil.copytree(GOLD_PROJECT.project_dir, project, ignore=shutil.ignore_patterns("target", "logs"))
+    model = project / "models" / "gold" / "sales_hourly.sql"
+    model.write_text(model.read_text().replace("count(*)::bigint", "count(no_such_column)::bigint"))
+    broken = {**resources, "dbt": DbtCliResource(project_dir=str(project))}
+
+    result = run(broken, HOUR, selection=AssetSelection.groups("gold"), raise_on_error=False)
+
+    assert not result.success
+    (failure,) = result.get_step_failure_events()
+    message = str(failure.event_specific_data)
+    assert "dbt build failed" in message
+    assert "sales_hourly" in message
+    assert "no_such_column" in message
+    assert gold(lake, "sales_hourly") == published
+    materialized = {e.asset_key for e in result.get_asset_materialization_events()}
+    assert materialized == {AssetKey(["gold", "sales_by_category_daily"]), AssetKey(["gold", "buyer_daily"])}

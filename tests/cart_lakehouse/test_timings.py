@@ -7,7 +7,8 @@ def test_spans_keep_their_order_and_a_repeated_name_adds_up() -> None:
         pass
     timings.add("write", 2.0)
     timings.add("read", 1.5)
-    timings.update({"write": 0.5, "publish": 0.25})
+    timings.add("write", 0.5)
+    timings.add("publish", 0.25)
 
     assert list(timings.seconds) == ["read", "write", "publish"]
     assert timings.seconds["write"] == 2.5
