@@ -55,6 +55,17 @@ class AwsSettings(BaseSettings):
     lake_bucket: str = Field(default="cart-lake", description="S3 bucket of the lake.")
     alerts_topic: str = Field(default="cart-alerts", description="SNS topic for operational alerts.")
     glue_database: str = Field(default="cart_lakehouse", description="Glue Data Catalog database of the lake's tables.")
+    landing_queue: str = Field(
+        default="cart-landing", description="SQS queue of the lake bucket's landing/ events (the file drop)."
+    )
+    landing_dlq: str = Field(default="cart-landing-dlq", description="Dead-letter queue of the landing queue.")
+    filedrop_topic: str = Field(
+        default="cart-filedrop", description="SNS topic told about every file set processed or rejected."
+    )
+    category_kpis_table: str = Field(
+        default="cart-category-kpis", description="DynamoDB table of the category KPIs (category, order_date)."
+    )
+    order_kpis_table: str = Field(default="cart-order-kpis", description="DynamoDB table of the order KPIs (order_date).")
 
     @field_validator("aws_endpoint_url", mode="before")
     @classmethod

@@ -44,6 +44,19 @@ class LakeSettings(AwsSettings):
             "before it launches the hour anyway (at most 180: the HH:05 schedule takes over)."
         ),
     )
+    filedrop_max_file_bytes: int = Field(
+        default=512 * 1024 * 1024,
+        ge=1,
+        description="Largest landed file the file drop reads; a larger one rejects its set unread.",
+    )
+    filedrop_set_wait_seconds: float = Field(
+        default=900.0,
+        ge=0,
+        description=(
+            "Seconds landed files may wait for the rest of their set (an order item's order or product) "
+            "before the incomplete set is reported; it can then be forced through from the UI."
+        ),
+    )
     dagster_ui_url: str = Field(default="http://127.0.0.1:3000", description="Dagster UI address used in links.")
 
     @field_validator("lake_root")
