@@ -19,6 +19,8 @@ from dagster import (
     AssetCheckSeverity,
     AssetKey,
     MetadataValue,
+    PartitionsDefinition,
+    TimeWindowPartitionsDefinition,
     asset_check,
 )
 
@@ -51,6 +53,18 @@ class CheckedTable:
     partition_dirs: Callable[[Sequence[Hour]], list[str]] = hour_dirs
     contract: str = "lakehouse"
     extra_columns: tuple[str, ...] = field(default=())  # written by the engine, not in the contract
+    partitions_def: PartitionsDefinition = hourly_partitions
+    # the folders of a partition that is not a time window (a file set: ``set_id=<key>``)
+    key_dirs: Callable[[str], list[str]] | None = None
+
+    def dirs(self, context: AssetCheckExecutionContext) -> list[str]:
+        """The table's folders holding the partition (or window) the check runs for."""
+        if isinstance(self.partitions_def, TimeWindowPartitionsDefinition):
+            window = context.partition_time_window
+            return self.partition_dirs(hours_between(window.start, window.end))
+        if self.key_dirs is None:
+            raise ValueError(f"{self.asset_key.to_user_string()}: key_dirs is needed for non-time partitions")
+        return [d for key in context.partition_keys for d in self.key_dirs(key)]
 
 
 def read_window(lake: Lake, location: str, dirs: Sequence[str]) -> "arrow.Table | None":
@@ -71,7 +85,7 @@ def contract_check(spec: CheckedTable) -> AssetChecksDefinition:
         asset=spec.asset_key,
         name="contract",
         blocking=True,
-        partitions_def=hourly_partitions,
+        partitions_def=spec.partitions_def,
         description=(
             f"Types, nullability, ranges, patterns, allowed values"
             f"{' and uniqueness of ' + ', '.join(key) if key else ''} from the {spec.contract} contract "
@@ -80,11 +94,10 @@ def contract_check(spec: CheckedTable) -> AssetChecksDefinition:
         metadata={"contract": f"contracts/{spec.contract}.odcs.yaml#{spec.table}"},
     )
     def _check(context: AssetCheckExecutionContext, lake: LakeResource) -> AssetCheckResult:
-        window = context.partition_time_window
         the_lake = lake.lake()
         timings = Timings()
         with timings.span("read window"):
-            table = read_window(the_lake, spec.location, spec.partition_dirs(hours_between(window.start, window.end)))
+            table = read_window(the_lake, spec.location, spec.dirs(context))
         if table is None:
             return AssetCheckResult(
                 passed=True, severity=AssetCheckSeverity.ERROR, metadata={"rows": 0, "note": "no data in the window"}
