@@ -171,3 +171,23 @@ def validate(
         failed_rows = len(bad) if len(bad) else (len(frame) if whole_table else 0)
         return Validation(len(frame), max(failed_rows, 1), failures, bad.head(sample_size), type_errors)
     return Validation(len(frame), 0, {}, frame.head(0), type_errors)
+
+
+def failing_rows(frame: pd.DataFrame, table: str, contract: str = "lakehouse") -> dict[int, list[str]]:
+    """Each failing row's position in ``frame`` and the rules it breaks (row-level rules only; a
+    table-level failure, such as a missing column, raises: no row could be trusted)."""
+    frame = frame.reset_index(drop=True)
+    try:
+        pandera_schema(table, contract).validate(frame, lazy=True)
+    except pa.errors.SchemaErrors as exc:
+        cases = exc.failure_cases
+        if cases["index"].isna().any():
+            raise ValueError(f"{contract}.{table}: {cases[cases['index'].isna()]['check'].tolist()}") from exc
+        rows: dict[int, list[str]] = {}
+        for index, column, check in zip(cases["index"], cases["column"], cases["check"], strict=True):
+            rule = f"{column}: {check}"
+            found = rows.setdefault(int(index), [])
+            if rule not in found:
+                found.append(rule)
+        return dict(sorted(rows.items()))
+    return {}

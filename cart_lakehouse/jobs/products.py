@@ -1,4 +1,5 @@
-"""The products dimension: seeded reference data for P0001..P0200, committed as a CSV, typed by the contract.
+"""The products dimension: seeded reference data for P0001..P0200, committed as a CSV, typed by the
+contract, overridden product by product by the file drop's products (``dimension``).
 
 ``generate_products()`` is deterministic (a fixed seed, stable ``random`` calls), so the committed
 ``cart_lakehouse/data/products.csv`` is its output and a test proves it. Regenerate the file with
@@ -16,11 +17,14 @@ from importlib import resources
 from pathlib import Path
 from typing import NamedTuple
 
+import pandas as pd
 import pyarrow as arrow
+import pyarrow.compute as pc
 import pyarrow.csv as arrow_csv
 import pyarrow.parquet as pq
 
-from cart_lakehouse.checks.schemas import arrow_schema
+from cart_lakehouse.checks.schemas import arrow_schema, failing_rows
+from cart_lakehouse.filedrop.store import read_sets
 from cart_lakehouse.lake import Lake
 from cart_lakehouse.layout import PRODUCTS_FILE
 from contracts import load_contract
@@ -133,6 +137,59 @@ def products_table(text: str | None = None) -> arrow.Table:
         convert_options=arrow_csv.ConvertOptions(column_types=schema, strings_can_be_null=False),
     )
     return table.select(schema.names).cast(schema)
+
+
+# the file drop's products columns -> the dimension's (contracts/filedrop.odcs.yaml#products ->
+# contracts/lakehouse.odcs.yaml#products)
+FILEDROP_COLUMNS = {
+    "id": "product_id",
+    "name": "product_name",
+    "category": "category",
+    "brand": "brand",
+    "department": "department",
+    "retail_price": "retail_price",
+}
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """The products dimension and where its rows came from."""
+
+    table: arrow.Table
+    from_csv: int
+    from_filedrop: int
+    unusable: arrow.Table  # file-drop products the dimension's contract refuses, with the reason
+
+
+def dimension(lake: Lake) -> Dimension:
+    """The committed CSV's products, each replaced by the latest valid file-drop row for its id.
+
+    A file-drop product the lakehouse's products contract refuses (no category, a price of 0, ...)
+    is not used, and is returned in ``unusable`` with the reasons so the asset shows it: the
+    committed row (if any) stays, otherwise purchases of it are enriched as 'unknown'.
+    """
+    base = products_table()
+    dropped = read_sets(lake, "silver", "products")
+    if dropped is None or dropped.num_rows == 0:
+        return Dimension(base, base.num_rows, 0, _unusable([], []))
+    # the latest set wins per id (set ids sort by the time the set was formed)
+    frame = dropped.to_pandas().sort_values("set_id").drop_duplicates("id", keep="last")
+    frame = frame[list(FILEDROP_COLUMNS)].rename(columns=FILEDROP_COLUMNS).reset_index(drop=True)
+    frame["retail_price"] = [
+        None if pd.isna(v) else Decimal(str(v)).quantize(_CENT) for v in frame["retail_price"].tolist()
+    ]
+    failures = failing_rows(frame, PRODUCTS_TABLE)
+    good = frame.drop(index=list(failures))
+    schema = arrow_schema(PRODUCTS_TABLE)
+    usable = arrow.Table.from_pandas(good, schema=schema, preserve_index=False)
+    kept = base.filter(pc.invert(pc.is_in(base["product_id"], usable["product_id"])))
+    table = arrow.concat_tables([kept, usable]).sort_by("product_id")
+    ids = [str(frame.at[i, "product_id"]) for i in failures]
+    return Dimension(table, kept.num_rows, usable.num_rows, _unusable(ids, ["; ".join(r) for r in failures.values()]))
+
+
+def _unusable(ids: list[str], reasons: list[str]) -> arrow.Table:
+    return arrow.table({"product_id": arrow.array(ids, arrow.string()), "reason": arrow.array(reasons, arrow.string())})
 
 
 def write_products(lake: Lake, table: arrow.Table) -> str:
