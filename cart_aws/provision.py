@@ -20,6 +20,7 @@ from botocore.exceptions import ClientError
 from cart_aws.aws import AwsClients
 from cart_aws.resources import (
     Bucket,
+    BucketNotification,
     GlueDatabase,
     Queue,
     QueueDepthAlarm,
@@ -57,6 +58,9 @@ class Provisioner:
         changes += [self.subscription(s) for s in stack.subscriptions]
         changes += [self.table(t, stack.tags) for t in stack.tables]
         changes += [self.bucket(b, stack.tags) for b in stack.buckets]
+        # after the queues (with the policy letting the bucket send) and the buckets: AWS checks
+        # that it may deliver to the queue when the configuration is put
+        changes += [self.notification(n) for n in stack.notifications]
         changes += [self.glue_database(d) for d in stack.glue_databases]
         changes += [self.alarm(a) for a in stack.alarms]
         return changes
@@ -120,24 +124,36 @@ class Provisioner:
                 },
                 sort_keys=True,
             )
+        statements: list[dict[str, Any]] = []
         publishers = [self.aws.topic_arn(s.topic) for s in stack.subscriptions if s.queue == queue.name]
         if publishers:  # real SQS refuses SNS deliveries without this policy
-            attrs["Policy"] = json.dumps(
+            statements.append(
                 {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Sid": "AllowSubscribedTopics",
-                            "Effect": "Allow",
-                            "Principal": {"Service": "sns.amazonaws.com"},
-                            "Action": "sqs:SendMessage",
-                            "Resource": self.aws.queue_arn(queue.name),
-                            "Condition": {"ArnEquals": {"aws:SourceArn": publishers}},
-                        }
-                    ],
-                },
-                sort_keys=True,
+                    "Sid": "AllowSubscribedTopics",
+                    "Effect": "Allow",
+                    "Principal": {"Service": "sns.amazonaws.com"},
+                    "Action": "sqs:SendMessage",
+                    "Resource": self.aws.queue_arn(queue.name),
+                    "Condition": {"ArnEquals": {"aws:SourceArn": publishers}},
+                }
             )
+        buckets = sorted({n.bucket for n in stack.notifications if n.queue == queue.name})
+        if buckets:  # and S3 event notifications, which must also come from this account's bucket
+            statements.append(
+                {
+                    "Sid": "AllowBucketNotifications",
+                    "Effect": "Allow",
+                    "Principal": {"Service": "s3.amazonaws.com"},
+                    "Action": "sqs:SendMessage",
+                    "Resource": self.aws.queue_arn(queue.name),
+                    "Condition": {
+                        "ArnLike": {"aws:SourceArn": [f"arn:aws:s3:::{b}" for b in buckets]},
+                        "StringEquals": {"aws:SourceAccount": self.aws.account_id},
+                    },
+                }
+            )
+        if statements:
+            attrs["Policy"] = json.dumps({"Version": "2012-10-17", "Statement": statements}, sort_keys=True)
         return attrs
 
     def queue(self, queue: Queue, stack: Stack) -> Change:
@@ -171,11 +187,11 @@ class Provisioner:
             current = None
         if current is None:
             used = {table.hash_key} | {i.hash_key for i in table.indexes}
-            used |= {i.range_key for i in table.indexes if i.range_key}
+            used |= {k for k in [table.range_key, *(i.range_key for i in table.indexes)] if k}
             kwargs: dict[str, Any] = {
                 "TableName": table.name,
                 "BillingMode": "PAY_PER_REQUEST",
-                "KeySchema": [{"AttributeName": table.hash_key, "KeyType": "HASH"}],
+                "KeySchema": self._key_schema(table),
                 "AttributeDefinitions": [
                     {"AttributeName": n, "AttributeType": t} for n, t in table.attributes.items() if n in used
                 ],
@@ -188,6 +204,16 @@ class Provisioner:
             self._ensure_ttl(table)
             self._ensure_point_in_time_recovery(table)
             return Change("dynamodb table", table.name, "created", table.purpose)
+        if [dict(k) for k in current["KeySchema"]] != self._key_schema(table):
+            # DynamoDB cannot change a table's primary key, and dropping a table is not for a
+            # provisioning run to decide: say what differs and what to do
+            found = ", ".join(f"{k['AttributeName']} ({k['KeyType']})" for k in current["KeySchema"])
+            wanted = ", ".join(f"{k['AttributeName']} ({k['KeyType']})" for k in self._key_schema(table))
+            raise RuntimeError(
+                f"DynamoDB table {table.name} is keyed on {found}, but the description wants {wanted}: a table's "
+                "key cannot be changed. Back the table up, delete it and run cart-provision again (or point the "
+                "setting at another table name)."
+            )
         updates: list[str] = []
         existing = {g["IndexName"]: g["KeySchema"] for g in current.get("GlobalSecondaryIndexes", [])}
         for index in table.indexes:
@@ -233,6 +259,13 @@ class Provisioner:
                     "run cart-provision again once it is gone (aws dynamodb describe-table)"
                 )
             time.sleep(interval)
+
+    @staticmethod
+    def _key_schema(table: Table) -> list[dict[str, str]]:
+        schema = [{"AttributeName": table.hash_key, "KeyType": "HASH"}]
+        if table.range_key:
+            schema.append({"AttributeName": table.range_key, "KeyType": "RANGE"})
+        return schema
 
     @staticmethod
     def _gsi(table: Table, name: str) -> dict[str, Any]:
@@ -296,6 +329,36 @@ class Provisioner:
         s3.put_bucket_tagging(Bucket=bucket.name, Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in tags.items()]})
         return Change("s3 bucket", bucket.name, "created", bucket.purpose)
 
+    def notification(self, wanted: BucketNotification) -> Change:
+        """Put the bucket's notification configuration with ``wanted`` in it, keeping every other
+        configuration the bucket has (topics, Lambdas, EventBridge, other queues): S3 replaces the
+        whole configuration on each put, so it is read, merged by id and written back whole."""
+        s3 = self.aws.s3
+        name = f"{wanted.bucket} {wanted.prefix} -> {wanted.queue}"
+        current: dict[str, Any] = {
+            k: v
+            for k, v in s3.get_bucket_notification_configuration(Bucket=wanted.bucket).items()
+            if k != "ResponseMetadata"
+        }
+        entry: dict[str, Any] = {
+            "Id": wanted.id,
+            "QueueArn": self.aws.queue_arn(wanted.queue),
+            "Events": list(wanted.events),
+            "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": wanted.prefix}]}},
+        }
+        queues = [dict(q) for q in current.get("QueueConfigurations", [])]
+        # ours: the same id, or (set up by hand or under an older id) one sending to our queue;
+        # both are replaced, since S3 refuses two configurations overlapping on prefix and events
+        ours = [q for q in queues if q.get("Id") == wanted.id or q.get("QueueArn") == entry["QueueArn"]]
+        if len(ours) == 1 and _same_notification(ours[0], entry):
+            return Change("s3 notification", name, "unchanged")
+        others = [q for q in queues if q not in ours]
+        config = {**current, "QueueConfigurations": [*others, entry]}
+        s3.put_bucket_notification_configuration(Bucket=wanted.bucket, NotificationConfiguration=config)  # type: ignore[arg-type]
+        if ours:
+            return Change("s3 notification", name, "updated", f"{', '.join(wanted.events)} under {wanted.prefix}")
+        return Change("s3 notification", name, "created", wanted.purpose)
+
     # --- Glue (moto's CloudFormation skips AWS::Glue::Database, so it is created here) --------
     def glue_database(self, database: GlueDatabase) -> Change:
         glue = self.aws.glue
@@ -344,6 +407,21 @@ def _same_value(current: Any, wanted: Any) -> bool:
     return bool(current == wanted)
 
 
+def _same_notification(current: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    """AWS answers filter rule names capitalized (``Prefix``) whatever case they were put in."""
+
+    def rules(config: dict[str, Any]) -> list[tuple[str, str]]:
+        found = config.get("Filter", {}).get("Key", {}).get("FilterRules", [])
+        return sorted((str(r["Name"]).lower(), str(r["Value"])) for r in found)
+
+    return (
+        current.get("Id") == wanted["Id"]
+        and current.get("QueueArn") == wanted["QueueArn"]
+        and sorted(current.get("Events", [])) == sorted(wanted["Events"])
+        and rules(current) == rules(wanted)
+    )
+
+
 def _same_attribute(current: str | None, wanted: str) -> bool:
     if current is None:
         return False
@@ -356,9 +434,12 @@ def _same_attribute(current: str | None, wanted: str) -> bool:
 
 
 def _leaves_as_str(value: Any) -> Any:
-    """AWS and moto differ on whether numbers inside policy JSON are strings; compare as text."""
+    """AWS and moto differ on whether numbers inside policy JSON are strings; compare as text. IAM
+    also treats a one-element list of condition values as the value alone, and may answer either."""
     if isinstance(value, dict):
         return {k: _leaves_as_str(v) for k, v in value.items()}
+    if isinstance(value, list) and len(value) == 1:
+        return _leaves_as_str(value[0])
     if isinstance(value, list):
         return [_leaves_as_str(v) for v in value]
     return str(value)
@@ -379,8 +460,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="cart-provision",
         description=(
-            "Create or correct the cart lakehouse's AWS resources (SNS topics, SQS queue and "
-            "DLQ, DynamoDB tables, S3 bucket) idempotently. Reads CART_* settings; against "
+            "Create or correct the cart lakehouse's AWS resources (SNS topics, SQS queues and "
+            "DLQs, DynamoDB tables, S3 bucket and its event notifications, Glue database, CloudWatch "
+            "alarms) idempotently. Reads CART_* settings; against "
             "the local moto server by default (CART_AWS_ENDPOINT_URL)."
         ),
     )

@@ -51,6 +51,7 @@ class Table:
     hash_key: str
     attributes: dict[str, str]  # attribute name -> DynamoDB scalar type (S, N, B) for keys
     indexes: tuple[Index, ...] = ()
+    range_key: str | None = None  # the sort key of a composite primary key
     ttl_attribute: str | None = None
     # continuous backups: restore to any second of the last 35 days on AWS, and the export to S3
     # that local snapshots use (cart_dev/snapshot.py)
@@ -61,6 +62,22 @@ class Table:
 class Bucket:
     name: str
     purpose: str
+
+
+@dataclass(frozen=True)
+class BucketNotification:
+    """S3 events of a bucket's objects under a prefix, sent to a queue.
+
+    The queue's policy lets the bucket send to it (AWS refuses the configuration otherwise), and
+    the configuration is merged by ``id`` into whatever else the bucket notifies.
+    """
+
+    id: str
+    purpose: str
+    bucket: str
+    queue: str
+    prefix: str
+    events: tuple[str, ...] = ("s3:ObjectCreated:*",)
 
 
 @dataclass(frozen=True)
@@ -91,6 +108,7 @@ class Stack:
     subscriptions: tuple[Subscription, ...] = ()
     tables: tuple[Table, ...] = ()
     buckets: tuple[Bucket, ...] = ()
+    notifications: tuple[BucketNotification, ...] = ()
     glue_databases: tuple[GlueDatabase, ...] = ()
     alarms: tuple[QueueDepthAlarm, ...] = ()
     tags: dict[str, str] = field(default_factory=dict)
@@ -103,6 +121,7 @@ def cart_stack(settings: AwsSettings) -> Stack:
         topics=(
             Topic(s.purchases_topic, "Accepted purchases, published by the API"),
             Topic(s.alerts_topic, "Operational alerts (failed runs, DLQ depth)"),
+            Topic(s.filedrop_topic, "File sets of the file drop: processed or rejected, with files, rows and KPIs"),
         ),
         queues=(
             Queue(s.purchases_dlq, "Purchases the worker could not store, with the reason"),
@@ -111,6 +130,14 @@ def cart_stack(settings: AwsSettings) -> Stack:
                 "Purchases for the worker to store in DynamoDB",
                 visibility_timeout=s.visibility_timeout,
                 dead_letter_queue=s.purchases_dlq,
+                max_receive_count=s.max_receive_count,
+            ),
+            Queue(s.landing_dlq, "S3 events of landed files the file-drop sensor could not read"),
+            Queue(
+                s.landing_queue,
+                "S3 events of files landed under landing/ in the lake bucket, for the file-drop sensor",
+                visibility_timeout=s.visibility_timeout,
+                dead_letter_queue=s.landing_dlq,
                 max_receive_count=s.max_receive_count,
             ),
         ),
@@ -132,14 +159,44 @@ def cart_stack(settings: AwsSettings) -> Stack:
                 attributes={"idempotency_key": "S"},
                 ttl_attribute="expires_at",
             ),
+            # keys as contracts/kpis.odcs.yaml states them (dynamodbPartitionKey, dynamodbSortKey);
+            # tests/cart_aws/test_provision.py holds the two to each other
+            Table(
+                s.category_kpis_table,
+                "File-drop KPIs per product category and order date (pushed from the Delta table)",
+                hash_key="category",
+                range_key="order_date",
+                attributes={"category": "S", "order_date": "S"},
+            ),
+            Table(
+                s.order_kpis_table,
+                "File-drop KPIs per order date (pushed from the Delta table)",
+                hash_key="order_date",
+                attributes={"order_date": "S"},
+            ),
         ),
-        buckets=(Bucket(s.lake_bucket, "The lake: bronze, silver and gold layers"),),
+        buckets=(Bucket(s.lake_bucket, "The lake: bronze, silver and gold layers; the file drop's landing/"),),
+        notifications=(
+            BucketNotification(
+                "cart-landing-files",
+                "Files landed for the file drop",
+                bucket=s.lake_bucket,
+                queue=s.landing_queue,
+                prefix="landing/",
+            ),
+        ),
         glue_databases=(GlueDatabase(s.glue_database, "Tables of the cart lakehouse (bronze, silver, gold)"),),
         alarms=(
             QueueDepthAlarm(
                 f"{s.purchases_dlq}-not-empty",
                 "Purchases are waiting in the dead-letter queue",
                 queue=s.purchases_dlq,
+                topic=s.alerts_topic,
+            ),
+            QueueDepthAlarm(
+                f"{s.landing_dlq}-not-empty",
+                "S3 events of landed files are waiting in the landing dead-letter queue (files not recorded)",
+                queue=s.landing_dlq,
                 topic=s.alerts_topic,
             ),
         ),

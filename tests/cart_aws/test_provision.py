@@ -4,11 +4,16 @@ nothing; drift is corrected."""
 from __future__ import annotations
 
 import json
+from typing import Any
+
+import pytest
 
 from cart_api.settings import Settings
 from cart_aws.aws import AwsClients
 from cart_aws.provision import main, provision
 from cart_aws.resources import cart_stack
+from contracts import load_contract
+from tests.conftest import receive_all
 
 
 def test_provisioning_twice_changes_nothing(settings: Settings) -> None:
@@ -17,12 +22,13 @@ def test_provisioning_twice_changes_nothing(settings: Settings) -> None:
     assert {c.action for c in changes} == {"unchanged"}
     stack = cart_stack(settings)
     expected = len(stack.topics) + len(stack.queues) + len(stack.subscriptions) + len(stack.tables)
-    assert len(changes) == expected + len(stack.buckets) + len(stack.glue_databases) + len(stack.alarms)
+    expected += len(stack.buckets) + len(stack.notifications) + len(stack.glue_databases) + len(stack.alarms)
+    assert len(changes) == expected
 
 
 def test_every_described_resource_exists_as_described(settings: Settings, aws: AwsClients) -> None:
     topics = {t["TopicArn"].rsplit(":", 1)[1] for t in aws.sns.list_topics()["Topics"]}
-    assert topics == {settings.purchases_topic, settings.alerts_topic}
+    assert topics == {settings.purchases_topic, settings.alerts_topic, settings.filedrop_topic}
 
     queue_url = aws.queue_url(settings.purchases_queue)
     attrs = aws.sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])["Attributes"]
@@ -49,7 +55,12 @@ def test_every_described_resource_exists_as_described(settings: Settings, aws: A
     ]
     ttl = aws.dynamodb.describe_time_to_live(TableName=settings.idempotency_table)["TimeToLiveDescription"]
     assert ttl["AttributeName"] == "expires_at"
-    for name in (settings.purchases_table, settings.idempotency_table):
+    for name in (
+        settings.purchases_table,
+        settings.idempotency_table,
+        settings.category_kpis_table,
+        settings.order_kpis_table,
+    ):
         backups = aws.dynamodb.describe_continuous_backups(TableName=name)["ContinuousBackupsDescription"]
         assert backups["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"] == "ENABLED"
 
@@ -137,3 +148,93 @@ def test_an_index_with_other_keys_is_rebuilt_with_the_described_ones(settings: S
     (rebuilt,) = aws.dynamodb.describe_table(TableName=settings.purchases_table)["Table"]["GlobalSecondaryIndexes"]
     assert [k["AttributeName"] for k in rebuilt["KeySchema"]] == ["ingest_shard", "received_at"]
     assert {c.action for c in provision(settings)} == {"unchanged"}
+
+
+def landing_events(aws: AwsClients, settings: Settings) -> list[dict[str, Any]]:
+    return [json.loads(m["Body"]) for m in receive_all(aws, settings.landing_queue)]
+
+
+def test_landing_queue_receives_the_lake_buckets_landing_events(settings: Settings, aws: AwsClients) -> None:
+    url = aws.queue_url(settings.landing_queue)
+    attrs = aws.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    redrive = json.loads(attrs["RedrivePolicy"])
+    assert redrive["deadLetterTargetArn"] == aws.queue_arn(settings.landing_dlq)
+    assert int(redrive["maxReceiveCount"]) == settings.max_receive_count
+    (statement,) = json.loads(attrs["Policy"])["Statement"]
+    assert statement["Principal"] == {"Service": "s3.amazonaws.com"}
+    assert statement["Condition"]["ArnLike"]["aws:SourceArn"] == [f"arn:aws:s3:::{settings.lake_bucket}"]
+    assert statement["Condition"]["StringEquals"]["aws:SourceAccount"] == aws.account_id
+
+    (config,) = aws.s3.get_bucket_notification_configuration(Bucket=settings.lake_bucket)["QueueConfigurations"]
+    assert config["QueueArn"] == aws.queue_arn(settings.landing_queue)
+    assert config["Events"] == ["s3:ObjectCreated:*"]
+    assert config["Filter"]["Key"]["FilterRules"][0]["Value"] == "landing/"
+
+    # S3 itself: a test event when the configuration was put, then only what lands under landing/
+    assert [e.get("Event") for e in landing_events(aws, settings)] == ["s3:TestEvent"]
+    aws.s3.put_object(Bucket=settings.lake_bucket, Key="landing/orders/a b.csv", Body=b"order_id\n1\n")
+    aws.s3.put_object(Bucket=settings.lake_bucket, Key="bronze/x.json", Body=b"{}")
+    (event,) = landing_events(aws, settings)
+    (record,) = event["Records"]
+    assert record["eventName"].startswith("ObjectCreated:")
+    assert record["s3"]["object"]["key"] in ("landing/orders/a+b.csv", "landing%2Forders%2Fa+b.csv")
+
+    (alarm,) = aws.cloudwatch.describe_alarms(AlarmNames=[f"{settings.landing_dlq}-not-empty"])["MetricAlarms"]
+    assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": settings.landing_dlq}]
+    assert alarm["AlarmActions"] == [aws.topic_arn(settings.alerts_topic)]
+
+
+def test_other_notification_configurations_of_the_bucket_are_kept(settings: Settings, aws: AwsClients) -> None:
+    other = aws.sqs.create_queue(QueueName="someone-elses-queue")["QueueUrl"]
+    current = aws.s3.get_bucket_notification_configuration(Bucket=settings.lake_bucket)
+    theirs: dict[str, Any] = {
+        "Id": "exports",
+        "QueueArn": aws.queue_arn("someone-elses-queue"),
+        "Events": ["s3:ObjectRemoved:*"],
+        "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "exports/"}]}},
+    }
+    ours: dict[str, Any] = dict(current["QueueConfigurations"][0])
+    drifted: dict[str, Any] = {**ours, "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "elsewhere/"}]}}}
+    aws.s3.put_bucket_notification_configuration(
+        Bucket=settings.lake_bucket,
+        NotificationConfiguration={"QueueConfigurations": [theirs, drifted]},  # type: ignore[list-item]
+    )
+    (change,) = [c for c in provision(settings) if c.kind == "s3 notification"]
+    assert (change.action, change.detail) == ("updated", "s3:ObjectCreated:* under landing/")
+    configs = aws.s3.get_bucket_notification_configuration(Bucket=settings.lake_bucket)["QueueConfigurations"]
+    by_id = {c["Id"]: c for c in configs}
+    assert set(by_id) == {"exports", ours["Id"]}
+    assert by_id["exports"]["QueueArn"] == aws.queue_arn("someone-elses-queue")
+    assert by_id[ours["Id"]]["Filter"]["Key"]["FilterRules"][0]["Value"] == "landing/"
+    assert {c.action for c in provision(settings)} == {"unchanged"}
+    aws.sqs.delete_queue(QueueUrl=other)
+
+
+def test_kpi_tables_are_keyed_as_the_kpi_contract_says(settings: Settings, aws: AwsClients) -> None:
+    contract = load_contract("kpis")
+    names = {"category_kpis": settings.category_kpis_table, "order_kpis": settings.order_kpis_table}
+    for obj in contract.document.schema_ or []:
+        assert obj.name in names
+        custom = {c.property: c.value for c in obj.customProperties or []}
+        wanted = [{"AttributeName": custom["dynamodbPartitionKey"], "KeyType": "HASH"}]
+        if "dynamodbSortKey" in custom:
+            wanted.append({"AttributeName": custom["dynamodbSortKey"], "KeyType": "RANGE"})
+        table = aws.dynamodb.describe_table(TableName=names[obj.name])["Table"]
+        assert table["KeySchema"] == wanted, obj.name
+        # the keys are the contract's primary key, in its order
+        assert [k["AttributeName"] for k in wanted] == list(contract.primary_key(obj.name))
+        assert {d["AttributeName"]: d["AttributeType"] for d in table["AttributeDefinitions"]} == {
+            k["AttributeName"]: "S" for k in wanted
+        }
+
+
+def test_a_table_keyed_otherwise_is_refused_with_what_to_do(settings: Settings, aws: AwsClients) -> None:
+    aws.dynamodb.delete_table(TableName=settings.order_kpis_table)
+    aws.dynamodb.create_table(
+        TableName=settings.order_kpis_table,
+        BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "day", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "day", "AttributeType": "S"}],
+    )
+    with pytest.raises(RuntimeError, match=r"keyed on day \(HASH\).*order_date \(HASH\).*delete it"):
+        provision(settings)
