@@ -9,6 +9,8 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pyarrow as arrow
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from dagster import (
     AssetExecutionContext,
@@ -25,6 +27,7 @@ from cart_lakehouse.catalog import CatalogTable
 from cart_lakehouse.jobs.silver import (
     QUARANTINE_TABLE,
     SILVER_TABLE,
+    UNKNOWN_CATEGORY,
     HourCounts,
     SilverResult,
     build_silver,
@@ -145,9 +148,25 @@ def sample(lake: Lake, location: str, hours: Sequence[HourCounts], quarantine: b
     return None
 
 
+def unknown_products(lake: Lake, hours: Sequence[HourCounts]) -> dict[str, int]:
+    """Purchases per product id the products dimension does not describe (category 'unknown'):
+    kept in silver and counted here, never dropped. Reads two columns of the hours written."""
+    files = [f for h in hours if h.silver_rows for f in lake.files(f"{SILVER}/{h.hour.path}") if f.endswith(".parquet")]
+    if not files:
+        return {}
+    table = ds.dataset([lake.path(f) for f in files], filesystem=lake.fs, format="parquet").to_table(
+        columns=["product_id"], filter=pc.field("category") == UNKNOWN_CATEGORY
+    )
+    counts = pc.value_counts(table.column("product_id")).to_pylist()
+    return {str(c["values"]): int(c["counts"]) for c in sorted(counts, key=lambda c: (-c["counts"], c["values"]))}
+
+
 def silver_metadata(lake: Lake, result: SilverResult) -> dict[str, Any]:
     rows = sample(lake, SILVER, result.hours)
+    unknown = unknown_products(lake, result.hours)
     return {
+        "unknown_product_purchases": sum(unknown.values()),
+        "unknown_products": MetadataValue.json(dict(list(unknown.items())[:20])),
         "dagster/row_count": result.silver_rows,
         "dagster/column_schema": column_schema(SILVER_TABLE),
         "location": MetadataValue.path(result.silver_location),

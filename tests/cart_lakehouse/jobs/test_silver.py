@@ -344,7 +344,9 @@ def test_the_dagster_assets_materialize_products_and_silver(
 ) -> None:
     hour = Hour(datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3))
     lake = Lake.open(str(tmp_path / "lake"))
-    write_bronze(lake, hour, [*purchases(hour, 15, seed=13), "not json"])
+    bought = purchases(hour, 15, seed=13)
+    bought[0] = changed(bought[0], product_id="P9999")  # no products file ever described it
+    write_bronze(lake, hour, [*bought, "not json"])
     resources = {
         "lake": LakeResource(root=lake.root),
         "pyspark": LazyPySparkResource(spark_config=spark_config(SPARK_SETTINGS)),
@@ -359,6 +361,8 @@ def test_the_dagster_assets_materialize_products_and_silver(
     silver, quarantine = materialized[SILVER_PURCHASES], materialized[SILVER_QUARANTINE]
     assert silver["dagster/row_count"].value == 15
     assert silver["duplicates_removed"].value == 0
+    assert silver["unknown_product_purchases"].value == 1
+    assert silver["unknown_products"].value == {"P9999": 1}
     assert silver["reconciliation"].value == "bronze 16 = silver 15 + quarantined 1 + duplicates removed 0"
     assert [c.name for c in silver["dagster/column_schema"].value.columns][:2] == ["purchase_id", "buyer_id"]
     assert "| purchase_id |" in silver["preview"].value
