@@ -19,11 +19,6 @@ from contracts.models import contract_model
 from tests.conftest import VALID_PURCHASE
 
 
-def test_contract_validates_against_the_odcs_json_schema() -> None:
-    schema = json.loads(resources.files("open_data_contract_standard").joinpath("schema.json").read_text())
-    jsonschema.validate(yaml.safe_load(contract_text("purchases")), schema)
-
-
 def test_request_model_has_exactly_the_client_fields_with_the_contract_constraints() -> None:
     contract = load_contract("purchases")
     client = [c for c in contract.columns() if c.source == "client"]
@@ -141,3 +136,25 @@ def test_unsupported_logical_type_is_reported() -> None:
     broken.schema_[0].properties[0].logicalType = "vector"
     with pytest.raises(ValueError, match="not supported"):
         contract_model(type(contract)(contract.name, contract.version, broken), "Broken")
+
+
+CONTRACTS = sorted(
+    p.name.removesuffix(".odcs.yaml") for p in resources.files("contracts").iterdir() if p.name.endswith(".odcs.yaml")
+)
+
+
+@pytest.mark.parametrize("name", CONTRACTS)
+def test_every_contract_passes_datacontract_lint(name: str) -> None:
+    """`datacontract lint` (the Data Contract CLI's own check, warnings included) passes on every contract."""
+    from datacontract.data_contract import DataContract
+
+    path = resources.files("contracts").joinpath(f"{name}.odcs.yaml")
+    run = DataContract(data_contract_file=str(path)).lint()
+    assert [(c.name, c.result.value, c.reason) for c in run.checks if c.result.value != "passed"] == []
+    assert run.result.value == "passed"
+
+
+@pytest.mark.parametrize("name", CONTRACTS)
+def test_every_contract_validates_against_the_odcs_json_schema(name: str) -> None:
+    schema = json.loads(resources.files("open_data_contract_standard").joinpath("schema.json").read_text())
+    jsonschema.validate(yaml.safe_load(contract_text(name)), schema)
