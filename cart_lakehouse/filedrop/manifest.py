@@ -71,6 +71,10 @@ SAMPLE = 5  # missing ids named in a report
 Known = Callable[[str], "frozenset[str] | set[str]"]  # target ("orders.order_id") -> ids loaded in silver
 
 
+def plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
 def utc(text: str) -> datetime:
     return datetime.fromisoformat(text).astimezone(UTC)
 
@@ -503,7 +507,7 @@ def form_sets(
     quiet = (now - max(e.landed for e in readable)).total_seconds()
     oldest = (now - min(e.landed for e in readable)).total_seconds()
     if unread:
-        forming.held = f"{len(unread)} pending files' references are not read yet"
+        forming.held = f"references of {plural(len(unread), 'pending file')} not read yet"
         return forming
     if quiet < settle_seconds and oldest < SETTLE_LIMIT_SECONDS:
         forming.held = (
@@ -553,7 +557,7 @@ def form_sets(
                 progress = True
     if chosen:
         ordered = tuple(sorted(chosen, key=lambda e: (e.table or "", e.key)))
-        reason = f"{len(ordered)} files, every reference present in the set or loaded already"
+        reason = f"{plural(len(ordered), 'file')}, every reference present in the set or loaded already"
         forming.sets.append(FormedSet(new_set_id(now, ordered), COMPLETE, ordered, now, reason))
     expired: list[Waiting] = []
     for entry in rest:

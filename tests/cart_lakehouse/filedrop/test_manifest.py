@@ -198,7 +198,7 @@ def test_files_whose_references_are_not_read_yet_hold_the_set_back() -> None:
     o, p = pending("landing/orders/o.csv"), pending("landing/products/p.csv")
     forming = form_sets(manifest_of(o, p), T0 + timedelta(seconds=10), WAIT, {o.id: provides(ORDERS, "o1")}, Known())
     assert forming.sets == []
-    assert forming.held == "1 pending files' references are not read yet"
+    assert forming.held == "references of 1 pending file not read yet"
 
 
 def test_an_unreadable_file_forms_a_set_of_its_own_at_once() -> None:
