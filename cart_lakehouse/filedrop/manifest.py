@@ -46,6 +46,7 @@ from functools import cache
 from typing import IO, TYPE_CHECKING, Any
 
 import pyarrow as arrow
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from botocore.exceptions import ClientError
@@ -375,18 +376,15 @@ class RefReader:
 
     def _load(self, path: str) -> Refs:
         table = pq.read_table(io.BytesIO(self.lake.read_bytes(path)))
-        parts: dict[str, dict[str, set[str]]] = {"provides": {}, "needs": {}}
-        for role, target, value in zip(
-            table.column("role").to_pylist(),
-            table.column("target").to_pylist(),
-            table.column("id").to_pylist(),
-            strict=True,
-        ):
-            parts[role].setdefault(target, set()).add(value)
+        roles = table.column("role").cast(arrow.string())
+        targets = table.column("target").cast(arrow.string())
+        parts: dict[str, dict[str, frozenset[str]]] = {"provides": {}, "needs": {}}
+        for role in parts:
+            for target in pc.unique(pc.filter(targets, pc.equal(roles, role))).to_pylist():
+                chosen = pc.and_(pc.equal(roles, role), pc.equal(targets, target))
+                parts[role][target] = frozenset(pc.filter(table.column("id"), chosen).to_pylist())
         rows = int((table.schema.metadata or {}).get(b"rows", b"0"))
-        provides = {t: frozenset(v) for t, v in parts["provides"].items()}
-        needs = {t: frozenset(v) for t, v in parts["needs"].items()}
-        return Refs(provides, needs, rows)
+        return Refs(parts["provides"], parts["needs"], rows)
 
     def forget(self, entries: Iterable[Entry]) -> None:
         """Drop the cached references of entries no longer pending."""
