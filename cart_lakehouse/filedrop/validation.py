@@ -24,7 +24,6 @@ the file and the row (``_row`` 1 is the first row after the header).
 from __future__ import annotations
 
 import copy
-import json
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -454,8 +453,3 @@ def _rows_of(failure: RuleFailure) -> Rows:
     if failure.rows is None:
         raise ValueError(f"{failure.rule} is not a row-level failure")
     return failure.rows
-
-
-def to_json(result: SetValidation) -> bytes:
-    """The report as JSON bytes (what the quarantine keeps next to the files)."""
-    return json.dumps(result.report(), indent=2, default=str).encode("utf-8")
