@@ -103,14 +103,15 @@ def _latest_sql(relation: str, table: str) -> str:
     return f"SELECT * FROM {relation} QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY set_id DESC) = 1"
 
 
-def _connect(lake: Lake, columns: dict[str, tuple[str, ...] | None]) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection holding, per silver table, ``<table>_all`` (every set's rows) and
-    ``<table>`` (the latest row per primary key, materialized once: several queries read it)."""
+def _connect(lake: Lake, columns: dict[str, tuple[str, ...] | None], latest: bool = True) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection holding, per silver table, ``<table>_all`` (every set's rows) and, if
+    ``latest``, ``<table>`` (the latest row per primary key, materialized once: several queries read it)."""
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")  # created_at::DATE is then the UTC date, whatever the machine's zone
     for table, cols in columns.items():
         con.register(f"{table}_all", _silver(lake, table, cols))
-        con.execute(f"CREATE TEMP TABLE {table} AS {_latest_sql(f'{table}_all', table)}")
+        if latest:
+            con.execute(f"CREATE TEMP TABLE {table} AS {_latest_sql(f'{table}_all', table)}")
     return con
 
 
@@ -127,8 +128,10 @@ def latest(lake: Lake, table: str) -> arrow.Table | None:
 def touched_dates(lake: Lake, set_id: str) -> list[date]:
     """The order dates a set changes, sorted: those of its orders (every version of them in silver,
     so an order moved to another day recomputes the day it left), those of the orders its items
-    belong to, and those of the items of products whose category it changed (or first gave)."""
-    with _connect(lake, {t: _NEEDED[t] for t in SILVER_TABLES}) as con:
+    belong to, and those of the items of products whose category it changed (or first gave).
+    Every version of an order or item is looked at, not only the latest: a date too many is
+    recomputed to the same rows, which the merge leaves alone, and no window over silver is needed."""
+    with _connect(lake, {t: _NEEDED[t] for t in SILVER_TABLES}, latest=False) as con:
         rows = con.execute(
             """
             WITH their_orders AS (
@@ -146,7 +149,7 @@ def touched_dates(lake: Lake, set_id: str) -> list[date]:
             )
             SELECT created_at::DATE FROM orders_all WHERE order_id IN (SELECT order_id FROM their_orders)
             UNION
-            SELECT o.created_at::DATE FROM order_items AS i JOIN orders AS o USING (order_id)
+            SELECT o.created_at::DATE FROM order_items_all AS i JOIN orders_all AS o USING (order_id)
             WHERE i.product_id IN (SELECT id FROM recategorized)
             ORDER BY 1
             """,
@@ -155,16 +158,30 @@ def touched_dates(lake: Lake, set_id: str) -> list[date]:
     return [row[0] for row in rows]
 
 
-_DATED = """
+# Only the rows of the dates are deduplicated: every version of the orders that ever had one of
+# the dates (the latest decides where an order is now), then the items of the orders that do.
+_DATED = f"""
 CREATE TEMP TABLE dated AS  -- the latest orders of the dates, with their order_date
-SELECT order_id, user_id, status, created_at::DATE AS order_date FROM orders
+WITH candidates AS (
+    SELECT * FROM orders_all WHERE order_id IN (
+        SELECT order_id FROM orders_all WHERE created_at::DATE IN (SELECT unnest($dates::DATE[])))
+)
+SELECT order_id, user_id, status, created_at::DATE AS order_date FROM ({_latest_sql("candidates", "orders")})
 WHERE created_at::DATE IN (SELECT unnest($dates::DATE[]))
 """
-_ITEMS = """
+_ITEMS = f"""
 CREATE TEMP TABLE items AS  -- their latest items, with the order's date and the product's category
+WITH candidates AS (SELECT * FROM order_items_all WHERE order_id IN (SELECT order_id FROM dated)),
+products AS ({_latest_sql("products_all", "products")})
 SELECT o.order_date, i.order_id, i.status, i.sale_price, p.id IS NULL AS no_product,
        coalesce(p.category, $unknown) AS category, i.status NOT IN ('cancelled', 'returned') AS sold
-FROM order_items AS i JOIN dated AS o USING (order_id) LEFT JOIN products AS p ON p.id = i.product_id
+FROM ({_latest_sql("candidates", "order_items")}) AS i JOIN dated AS o USING (order_id)
+LEFT JOIN products AS p ON p.id = i.product_id
+"""
+# An item whose order no set described, in any version: it has no order_date.
+_UNDATED = """
+SELECT DISTINCT order_id, product_id FROM order_items_all
+WHERE order_id NOT IN (SELECT order_id FROM orders_all) ORDER BY ALL
 """
 # Revenue in whole cents: the exact decimal sum of the prices rounded half up (DuckDB rounds
 # DECIMAL half away from zero; revenue is never negative), so cents / 100 is the double nearest
@@ -200,14 +217,12 @@ def compute_kpis(lake: Lake, dates: list[date], set_id: str) -> Kpis:
     """Both KPI tables' rows for ``dates``, from all latest silver rows of those dates, each
     row marked ``updated_by_set=set_id``. A date without orders has no row."""
     days = sorted(set(dates))
-    with _connect(lake, {t: _NEEDED[t] for t in SILVER_TABLES}) as con:
+    with _connect(lake, {t: _NEEDED[t] for t in SILVER_TABLES}, latest=False) as con:
         con.execute(_DATED, {"dates": days})
         con.execute(_ITEMS, {"unknown": UNKNOWN_CATEGORY})
         category = con.sql(_CATEGORY, params={"set": set_id}).to_arrow_table()
         order = con.sql(_ORDER, params={"set": set_id}).to_arrow_table()
-        undated = con.execute(
-            "SELECT order_id, product_id FROM order_items ANTI JOIN orders USING (order_id) ORDER BY ALL"
-        ).fetchall()
+        undated = con.execute(_UNDATED).fetchall()
         row = con.execute("SELECT count(*) FROM items WHERE no_product").fetchone()
     return Kpis(
         category=_exactly(category, "category_kpis"),
