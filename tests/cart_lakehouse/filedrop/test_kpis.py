@@ -370,6 +370,36 @@ def test_a_recategorized_product_moves_its_revenue_and_removes_the_empty_categor
     assert kpis.revenue_mismatches(lake, [D1, D2]) == []
 
 
+def test_an_order_moved_to_another_day_recomputes_both_and_an_emptied_day_is_removed(
+    lake: Lake, dynamo: AwsClients
+) -> None:
+    d3 = date(2025, 3, 3)
+    first_set(lake)
+    run_set(lake, S1, dynamo, dynamo.settings)
+    moved = [order("O9", "u7", "delivered", at(d3, 9))]  # O9 (toys, 0.15) was D1's
+    write_set(lake, S2, orders=moved)
+    result = run_set(lake, S2, dynamo, dynamo.settings)
+    assert result["dates"] == [D1, d3]
+    _, order_rows = expected([*FIRST, {"orders": moved}], {D1, D2, d3}, {D1: S2, D2: S1, d3: S2})
+    assert kpis.read_kpis(lake, "order_kpis").to_pylist() == order_rows
+    toys = {
+        r["order_date"]: r["daily_revenue"]
+        for r in kpis.read_kpis(lake, "category_kpis").to_pylist()
+        if r["category"] == "toys"
+    }
+    assert toys == {D1: 0.10, d3: 0.15}
+    back = [order("O9", "u7", "delivered", at(D1, 9))]  # and back: D3 has no order any more
+    write_set(lake, S3, orders=back)
+    result = run_set(lake, S3, dynamo, dynamo.settings)
+    assert result["dates"] == [D1, d3]
+    assert (result["order_kpis"].deleted, result["category_kpis"].deleted) == (1, 1)
+    assert d3 not in kpis.read_kpis(lake, "order_kpis").column("order_date").to_pylist()
+    assert d3 not in kpis.read_kpis(lake, "category_kpis").column("order_date").to_pylist()
+    for name in NAMES:
+        assert kpis.dynamodb_mismatches(dynamo, lake, name, dynamo_table(dynamo, name)) == []
+    assert kpis.revenue_mismatches(lake, [D1, D2, d3]) == []
+
+
 def test_dynamodb_items_have_the_seeds_keys_and_decimal_numbers(lake: Lake, dynamo: AwsClients) -> None:
     first_set(lake)
     run_set(lake, S1, dynamo, dynamo.settings)
