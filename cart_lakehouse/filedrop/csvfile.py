@@ -276,6 +276,9 @@ def read_landed(key: str, data: bytes) -> LandedFile:
         raise FileRejected("empty file", "no content" if len(data) <= start else "only whitespace", key)
     _check_encoding_and_binary(key, data, start)
     names = _header(key, data, start, spec)
+    header_end = data.find(b"\n", start)
+    if header_end < 0 or not _NOT_SPACE.search(data, header_end):
+        raise FileRejected("header only", "a header and no rows", key)
 
     invalid: list[int] = []
     lock = threading.Lock()
