@@ -309,7 +309,7 @@ def _file(files: Mapping[str, bytes], table: str) -> str:
     for k in files:
         if table_of(k) == table:
             return k
-    raise ValueError(f"this fault needs a {table} file in the set; it has {sorted(files)}")
+    raise ValueError(f"this fault needs a file of {table} in the set; it has {sorted(files)}")
 
 
 Fault = Callable[[Files], Files]
