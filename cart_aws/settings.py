@@ -65,7 +65,9 @@ class AwsSettings(BaseSettings):
     category_kpis_table: str = Field(
         default="cart-category-kpis", description="DynamoDB table of the category KPIs (category, order_date)."
     )
-    order_kpis_table: str = Field(default="cart-order-kpis", description="DynamoDB table of the order KPIs (order_date).")
+    order_kpis_table: str = Field(
+        default="cart-order-kpis", description="DynamoDB table of the order KPIs (order_date)."
+    )
 
     @field_validator("aws_endpoint_url", mode="before")
     @classmethod

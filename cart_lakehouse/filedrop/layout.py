@@ -73,3 +73,9 @@ def silver_dir(table: str, set_id: str) -> str:
 
 def kpi_table(name: str) -> str:
     return f"{KPIS}/{name}"
+
+
+def set_outcome(set_id: str) -> str:
+    """Lake path of what became of a set (loaded or rejected) and where its files went; written by
+    the set's run, while the sensor alone writes the set's record."""
+    return f"{SETS}/{set_id}.outcome.json"

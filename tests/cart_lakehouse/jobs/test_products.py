@@ -72,7 +72,8 @@ def test_file_drop_products_replace_their_rows_latest_set_wins_and_bad_rows_are_
     assert "P0301" not in rows
     unusable = dict(zip(built.unusable["product_id"].to_pylist(), built.unusable["reason"].to_pylist(), strict=True))
     assert set(unusable) == {"P0002", "P0301"}
-    assert "category" in unusable["P0002"] and "retail_price" in unusable["P0301"]
+    assert "category" in unusable["P0002"]
+    assert "retail_price" in unusable["P0301"]
     assert (built.from_filedrop, built.from_csv, built.table.num_rows) == (2, 199, 201)
     assert built.table.schema.equals(arrow_schema("products"))
 
@@ -85,6 +86,7 @@ def test_the_asset_writes_the_dimension_and_reports_its_sources(tmp_path: Path) 
     result = materialize([reference_products], resources={"lake": LakeResource(root=str(tmp_path))})
     assert result.success
     metadata = result.asset_materializations_for_node("reference__products")[0].metadata
-    assert metadata["from_filedrop"].value == 1 and metadata["from_committed_csv"].value == 199
+    assert metadata["from_filedrop"].value == 1
+    assert metadata["from_committed_csv"].value == 199
     written = pq.read_table(lake.path(PRODUCTS_FILE))
     assert {r["product_id"]: r["product_name"] for r in written.to_pylist()}["P0005"] == "Dropped P0005"

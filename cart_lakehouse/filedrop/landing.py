@@ -1,0 +1,170 @@
+"""The landed files of a set in the lake bucket: fetching them (size checked before reading),
+moving them to the archive or the quarantine (nothing leaves landing before its copy is
+verified), recording where they went, and telling people on the file-drop topic.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from cart_lakehouse.filedrop.layout import set_outcome, set_record
+from cart_lakehouse.lake import Lake
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sns import SNSClient
+
+
+@dataclass(frozen=True)
+class SetFile:
+    key: str  # where producers dropped it: landing/<table>/<name>
+    table: str | None
+    size: int
+    etag: str
+
+
+@dataclass(frozen=True)
+class FileSet:
+    """A set as the landing sensor formed it (``filedrop/sets/<set_id>.json``)."""
+
+    set_id: str
+    files: tuple[SetFile, ...]
+    complete: bool
+    formed_at: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, lake: Lake, set_id: str) -> FileSet:
+        path = set_record(set_id)
+        if not lake.exists(path):
+            raise FileNotFoundError(
+                f"set {set_id!r} has no record at {lake.uri(path)}: sets are formed by the landing_files sensor"
+            )
+        data = json.loads(lake.read_bytes(path))
+        files = tuple(
+            SetFile(f["key"], f.get("table"), int(f.get("size") or 0), str(f.get("etag") or "")) for f in data["files"]
+        )
+        known = {"set_id", "files", "complete", "formed_at"}
+        return cls(
+            set_id=data["set_id"],
+            files=files,
+            complete=bool(data.get("complete", True)),
+            formed_at=str(data.get("formed_at", "")),
+            details={k: v for k, v in data.items() if k not in known},
+        )
+
+
+@dataclass
+class Outcome:
+    """What became of a set: ``loaded`` (archived) or ``rejected`` (quarantined), and where each
+    file now is, so a rerun of the set reads them from there."""
+
+    set_id: str
+    status: str
+    moved: dict[str, str]  # landing key -> archive or quarantine key
+    at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, lake: Lake, set_id: str) -> Outcome | None:
+        path = set_outcome(set_id)
+        return cls(**json.loads(lake.read_bytes(path))) if lake.exists(path) else None
+
+    def save(self, lake: Lake) -> str:
+        return lake.write_bytes(set_outcome(self.set_id), json.dumps(asdict(self), indent=2, default=str).encode())
+
+
+class Landing:
+    """The lake bucket's landed files, through boto3."""
+
+    def __init__(self, s3: S3Client, bucket: str) -> None:
+        self.s3 = s3
+        self.bucket = bucket
+
+    def size(self, key: str) -> int | None:
+        """The object's size, None when it is gone."""
+        try:
+            return int(self.s3.head_object(Bucket=self.bucket, Key=key)["ContentLength"])
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+
+    def read(self, key: str) -> bytes:
+        return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+
+    def locate(self, key: str, outcome: Outcome | None) -> str | None:
+        """Where a set's file is now: still in landing, or where an earlier run moved it."""
+        if self.size(key) is not None:
+            return key
+        moved = outcome.moved.get(key) if outcome else None
+        if moved and self.size(moved) is not None:
+            return moved
+        return None
+
+    def move(self, source: str, target: str) -> None:
+        """Copy, verify the copy (size, and the ETag when both are single-part), then delete."""
+        head = self.s3.head_object(Bucket=self.bucket, Key=source)
+        # managed copy: multipart above 8 MB, so files past the 5 GB CopyObject limit move too
+        self.s3.copy({"Bucket": self.bucket, "Key": source}, self.bucket, target)
+        copy = self.s3.head_object(Bucket=self.bucket, Key=target)
+        same_size = copy["ContentLength"] == head["ContentLength"]
+        etags = (str(head.get("ETag", "")), str(copy.get("ETag", "")))
+        single_part = all("-" not in e for e in etags)
+        if not same_size or (single_part and etags[0] != etags[1]):
+            raise RuntimeError(
+                f"copy of s3://{self.bucket}/{source} to {target} does not match "
+                f"(size {head['ContentLength']} vs {copy['ContentLength']}, ETag {etags[0]} vs {etags[1]}); "
+                "the landed file is kept"
+            )
+        self.s3.delete_object(Bucket=self.bucket, Key=source)
+
+    def move_all(self, moves: Mapping[str, str]) -> dict[str, str]:
+        """Move each file that is still in landing; returns every file's new key."""
+        for source, target in moves.items():
+            if source != target and self.size(source) is not None:
+                self.move(source, target)
+        return dict(moves)
+
+    def put_json(self, key: str, document: Any) -> str:
+        self.s3.put_object(
+            Bucket=self.bucket,
+            Key=key,
+            Body=json.dumps(document, indent=2, default=str).encode(),
+            ContentType="application/json",
+        )
+        return f"s3://{self.bucket}/{key}"
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A message on the file-drop topic: a set was loaded or rejected, and what it touched."""
+
+    set_id: str
+    status: str  # loaded | rejected
+    files: Sequence[str]
+    rows: Mapping[str, int]
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def subject(self) -> str:
+        return f"[cart-filedrop] set {self.set_id} {self.status}"[:100]
+
+    def body(self) -> str:
+        return json.dumps(asdict(self), default=str, sort_keys=True)
+
+
+def notify(sns: SNSClient, topic_arn: str, notice: Notice) -> str:
+    answer = sns.publish(
+        TopicArn=topic_arn,
+        Subject=notice.subject,
+        Message=notice.body(),
+        MessageAttributes={"status": {"DataType": "String", "StringValue": notice.status}},
+    )
+    return answer["MessageId"]

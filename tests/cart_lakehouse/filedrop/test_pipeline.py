@@ -1,0 +1,234 @@
+"""The file drop end to end on the local AWS: files put into the lake bucket, S3's events read by
+the landing sensor, the set's run (validation, bronze, silver, KPIs into Delta and DynamoDB,
+the checks, the archive), the notifications; a re-drop, a late file, and faulty sets."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import Any
+
+import pyarrow.csv as arrow_csv
+import pytest
+from dagster import DagsterInstance, ExecuteInProcessResult, RunConfig, SensorResult, build_sensor_context, materialize
+
+from cart_api.settings import Settings
+from cart_aws.aws import AwsClients
+from cart_lakehouse.filedrop import assets as filedrop
+from cart_lakehouse.filedrop.checks import FILEDROP_GATES
+from cart_lakehouse.filedrop.kpis import read_items, read_kpis
+from cart_lakehouse.filedrop.layout import quarantine_report_key
+from cart_lakehouse.filedrop.sample import FAULTS, generate_set, late_items
+from cart_lakehouse.filedrop.sensor import landing_files_sensor
+from cart_lakehouse.lake import Lake
+from cart_lakehouse.resources import AwsResource, LakeResource
+from tests.conftest import receive_all
+
+ASSETS = [filedrop.filedrop_bronze, filedrop.filedrop_silver, filedrop.filedrop_kpis, filedrop.filedrop_archive]
+SOLD = {"pending", "processing", "shipped", "delivered"}
+CENT = Decimal("0.01")
+
+
+@pytest.fixture
+def env(
+    settings: Settings, aws: AwsClients, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[dict[str, Any]]:
+    # the assets read their settings (bucket, topic, KPI table names) from the environment, like dagster dev
+    monkeypatch.setenv("CART_AWS_ENDPOINT_URL", settings.aws_endpoint_url or "")
+    monkeypatch.setenv("CART_LAKE_ROOT", str(tmp_path / "lake"))
+    from cart_lakehouse.settings import lake_settings
+
+    lake_settings.cache_clear()
+    aws.sqs.create_queue(QueueName="filedrop-notices")
+    aws.sns.subscribe(
+        TopicArn=aws.topic_arn(settings.filedrop_topic),
+        Protocol="sqs",
+        Endpoint=aws.queue_arn("filedrop-notices"),
+        Attributes={"RawMessageDelivery": "true"},
+    )
+    with DagsterInstance.ephemeral() as instance:
+        yield {"instance": instance, "root": tmp_path / "lake", "lake": Lake.open(str(tmp_path / "lake"))}
+    lake_settings.cache_clear()
+
+
+def resources(settings: Settings, root: Path) -> dict[str, Any]:
+    endpoint = settings.aws_endpoint_url
+    return {
+        "aws": AwsResource(aws_endpoint_url=endpoint, aws_region=settings.aws_region),
+        "lake": LakeResource(root=str(root), aws_endpoint_url=endpoint, aws_region=settings.aws_region),
+    }
+
+
+def drop(aws: AwsClients, settings: Settings, files: dict[str, bytes]) -> None:
+    for key, body in files.items():
+        aws.s3.put_object(Bucket=settings.lake_bucket, Key=key, Body=body)
+
+
+def sets_launched(settings: Settings, env: dict[str, Any]) -> list[str]:
+    """One tick of the landing sensor once the drop has settled; the daemon's part applied."""
+    context = build_sensor_context(instance=env["instance"], resources=resources(settings, env["root"]))
+    result = landing_files_sensor(lambda: datetime.now(UTC) + timedelta(minutes=1))(context)
+    assert isinstance(result, SensorResult)
+    for request in result.dynamic_partitions_requests or []:
+        env["instance"].add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys or []))
+    return [str(r.partition_key) for r in result.run_requests or []]
+
+
+def run_set(settings: Settings, env: dict[str, Any], set_id: str, force: bool = False) -> ExecuteInProcessResult:
+    config = RunConfig(ops={"filedrop_bronze": filedrop.BronzeConfig(force=True)}) if force else None
+    return materialize(
+        [*ASSETS, *FILEDROP_GATES],
+        partition_key=set_id,
+        instance=env["instance"],
+        resources=resources(settings, env["root"]),
+        run_config=config,
+        raise_on_error=False,
+    )
+
+
+def keys(aws: AwsClients, settings: Settings, prefix: str) -> list[str]:
+    pages = aws.s3.get_paginator("list_objects_v2").paginate(Bucket=settings.lake_bucket, Prefix=prefix)
+    return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
+
+
+def notices(aws: AwsClients) -> list[dict[str, Any]]:
+    return [json.loads(m["Body"]) for m in receive_all(aws, "filedrop-notices")]
+
+
+def expected_order_kpis(files: dict[str, bytes]) -> dict[str, dict[str, Any]]:
+    """The order KPIs computed here, in plain Python, from the CSV files themselves."""
+    tables = {k.split("/")[1]: arrow_csv.read_csv(io.BytesIO(v)).to_pylist() for k, v in files.items()}
+    orders = {str(o["order_id"]): o for o in tables["orders"]}
+    out: dict[str, dict[str, Any]] = {}
+    for o in orders.values():
+        day = str(o["created_at"])[:10]
+        row = out.setdefault(
+            day, {"orders": set(), "customers": set(), "returned": 0, "revenue": Decimal(0), "sold": 0}
+        )
+        row["orders"].add(str(o["order_id"]))
+        row["customers"].add(str(o["user_id"]))
+        row["returned"] += o["status"] == "returned"
+    for item in tables["order_items"]:
+        day = str(orders[str(item["order_id"])]["created_at"])[:10]
+        if item["status"] in SOLD:
+            out[day]["revenue"] += Decimal(str(item["sale_price"]))
+            out[day]["sold"] += 1
+    return {
+        day: {
+            "total_orders": len(r["orders"]),
+            "total_revenue": float(r["revenue"].quantize(CENT, ROUND_HALF_UP)),
+            "total_items_sold": r["sold"],
+            "return_rate": r["returned"] / len(r["orders"]),
+            "unique_customers": len(r["customers"]),
+        }
+        for day, r in out.items()
+    }
+
+
+def test_a_dropped_set_reaches_both_kpi_tables_is_archived_and_announced(
+    settings: Settings, aws: AwsClients, env: dict[str, Any]
+) -> None:
+    files = generate_set(seed=3, orders=120, days=2, name="first")
+    drop(aws, settings, files)
+
+    [set_id] = sets_launched(settings, env)
+    result = run_set(settings, env, set_id)
+
+    assert result.success
+    checks = list(result.get_asset_check_evaluations())
+    assert len(checks) == 8  # 3 silver contracts, 2 KPI contracts, 2 DynamoDB = Delta, 1 revenue
+    assert [c.check_name for c in checks if not c.passed] == []
+    delta = {str(r["order_date"]): r for r in read_kpis(env["lake"], "order_kpis").to_pylist()}
+    for day, want in expected_order_kpis(files).items():
+        got = delta[day]
+        assert {k: got[k] for k in want if k != "return_rate"} == {k: v for k, v in want.items() if k != "return_rate"}
+        assert got["return_rate"] == pytest.approx(want["return_rate"])
+        assert got["updated_by_set"] == set_id
+    items = {i["order_date"]: i for i in read_items(aws, settings.order_kpis_table)}
+    assert set(items) == set(delta)
+    assert float(items[min(delta)]["total_revenue"]) == delta[min(delta)]["total_revenue"]
+    assert read_items(aws, settings.category_kpis_table)
+    assert keys(aws, settings, "landing/") == []
+    archived = keys(aws, settings, "archive/")
+    assert len(archived) == 3
+    assert all(f"/{set_id}/" in k for k in archived)
+    [notice] = notices(aws)
+    assert notice["status"] == "loaded"
+    assert notice["set_id"] == set_id
+    assert sorted(notice["files"]) == sorted(files)
+    assert set(notice["details"]["order_dates"]) == set(delta)
+
+
+def test_a_redrop_changes_nothing_and_a_late_file_changes_exactly_its_date(
+    settings: Settings, aws: AwsClients, env: dict[str, Any]
+) -> None:
+    files = generate_set(seed=5, orders=90, days=3, name="base")
+    drop(aws, settings, files)
+    [first] = sets_launched(settings, env)
+    assert run_set(settings, env, first).success
+    before = {n: read_kpis(env["lake"], n) for n in ("order_kpis", "category_kpis")}
+    items_before = {t: read_items(aws, t) for t in (settings.order_kpis_table, settings.category_kpis_table)}
+
+    drop(aws, settings, files)  # the very same files again
+    [again] = sets_launched(settings, env)
+    assert again != first
+    assert run_set(settings, env, again).success
+    for name, table in before.items():
+        assert read_kpis(env["lake"], name).equals(table), name
+    for table, items in items_before.items():
+        assert read_items(aws, table) == items, table
+
+    late = late_items(seed=5, orders=90, days=3, name="late", day=1)
+    drop(aws, settings, late)
+    [third] = sets_launched(settings, env)
+    assert run_set(settings, env, third).success
+    after = {str(r["order_date"]): r for r in read_kpis(env["lake"], "order_kpis").to_pylist()}
+    old = {str(r["order_date"]): r for r in before["order_kpis"].to_pylist()}
+    changed = sorted(day for day in old if after[day] != old[day])
+    late_day = (date(2026, 11, 1) + timedelta(days=1)).isoformat()
+    assert changed == [late_day]
+    assert after[late_day]["updated_by_set"] == third
+    assert after[late_day]["total_revenue"] < old[late_day]["total_revenue"]  # returned items are no revenue
+
+
+@pytest.mark.parametrize(
+    "rule", ["encoding", "header only", "orders.status: enum", "order_items.(order_id, product_id): unique"]
+)
+def test_a_faulty_set_is_quarantined_with_its_rule_and_announced(
+    settings: Settings, aws: AwsClients, env: dict[str, Any], rule: str
+) -> None:
+    assert rule in FAULTS, sorted(FAULTS)
+    files = FAULTS[rule](generate_set(seed=9, orders=40, days=1, name="bad"))
+    drop(aws, settings, files)
+
+    launched = sets_launched(settings, env)
+    results = {set_id: run_set(settings, env, set_id) for set_id in launched}
+
+    # the set holding the broken file fails; a file that cannot be read at all (header only, an
+    # unknown name, ...) is a set of its own, so the rest of the drop may load without it
+    rejected = [s for s, r in results.items() if not r.success]
+    assert len(rejected) == 1, launched
+    [set_id] = rejected
+    assert keys(aws, settings, "landing/") == []  # every file archived or quarantined, none left behind
+    quarantined = {k.removeprefix(f"quarantine/landing/{set_id}/") for k in keys(aws, settings, "quarantine/landing/")}
+    archived = {k.split("/", 3)[3] for k in keys(aws, settings, "archive/")}
+    assert quarantined - {"report.json"} | archived == {k.removeprefix("landing/") for k in files}
+    assert "report.json" in quarantined
+    report = json.loads(
+        aws.s3.get_object(Bucket=settings.lake_bucket, Key=quarantine_report_key(set_id))["Body"].read()
+    )
+    assert rule in {f["rule"] for f in report["failures"]}
+    [notice] = [n for n in notices(aws) if n["status"] == "rejected"]
+    assert notice["set_id"] == set_id
+    assert rule in notice["details"]["rules"]
+    assert (
+        results[set_id]
+        .get_step_failure_events()[0]
+        .step_failure_data.user_failure_data.description.startswith(f"set {set_id} rejected: ")
+    )
+    if len(launched) == 1:
+        assert read_kpis(env["lake"], "order_kpis").num_rows == 0  # nothing of a rejected set is loaded
