@@ -45,7 +45,6 @@ from contracts import load_contract
 NOT_SOLD = ("cancelled", "returned")  # every other status is revenue
 RETURNED = "returned"
 UNKNOWN_CATEGORY = "unknown"  # an item whose product no file described (or described without a category)
-SILVER_TABLES = ("orders", "order_items", "products")
 _NEEDED = {  # the columns the KPIs read, per silver table
     "orders": ("order_id", "user_id", "status", "created_at"),
     "order_items": ("order_id", "product_id", "status", "sale_price"),
@@ -78,11 +77,11 @@ class Kpis:
     category: arrow.Table  # arrow_schema("category_kpis", contract="kpis")
     order: arrow.Table  # arrow_schema("order_kpis", contract="kpis")
     dates: tuple[date, ...]
-    # Latest order items (all of silver) whose order no set described: without an order there is
-    # no order_date, so they are in no KPI. The set check should have stopped them; shown, never hidden.
+    # Order items (all of silver) whose order no set described: without an order there is no
+    # order_date, so they are in no KPI. The set check should have stopped them; shown, never hidden.
     items_without_order: int
     items_without_order_sample: tuple[tuple[str, str], ...]  # (order_id, product_id) of a few of them
-    unknown_product_items: int  # items of these dates counted under category 'unknown'
+    unknown_product_items: int  # items of these dates whose product no file described ('unknown')
 
 
 def _silver(lake: Lake, table: str, columns: tuple[str, ...] | None = None) -> arrow.Table:
@@ -103,15 +102,13 @@ def _latest_sql(relation: str, table: str) -> str:
     return f"SELECT * FROM {relation} QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY set_id DESC) = 1"
 
 
-def _connect(lake: Lake, columns: dict[str, tuple[str, ...] | None], latest: bool = True) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection holding, per silver table, ``<table>_all`` (every set's rows) and, if
-    ``latest``, ``<table>`` (the latest row per primary key, materialized once: several queries read it)."""
+def _connect(lake: Lake, columns: dict[str, tuple[str, ...]]) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection holding, per silver table, ``<table>_all``: every set's rows (the
+    queries deduplicate only what they read)."""
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")  # created_at::DATE is then the UTC date, whatever the machine's zone
     for table, cols in columns.items():
         con.register(f"{table}_all", _silver(lake, table, cols))
-        if latest:
-            con.execute(f"CREATE TEMP TABLE {table} AS {_latest_sql(f'{table}_all', table)}")
     return con
 
 
@@ -131,7 +128,7 @@ def touched_dates(lake: Lake, set_id: str) -> list[date]:
     belong to, and those of the items of products whose category it changed (or first gave).
     Every version of an order or item is looked at, not only the latest: a date too many is
     recomputed to the same rows, which the merge leaves alone, and no window over silver is needed."""
-    with _connect(lake, {t: _NEEDED[t] for t in SILVER_TABLES}, latest=False) as con:
+    with _connect(lake, _NEEDED) as con:
         rows = con.execute(
             """
             WITH their_orders AS (
@@ -217,7 +214,7 @@ def compute_kpis(lake: Lake, dates: list[date], set_id: str) -> Kpis:
     """Both KPI tables' rows for ``dates``, from all latest silver rows of those dates, each
     row marked ``updated_by_set=set_id``. A date without orders has no row."""
     days = sorted(set(dates))
-    with _connect(lake, {t: _NEEDED[t] for t in SILVER_TABLES}, latest=False) as con:
+    with _connect(lake, _NEEDED) as con:
         con.execute(_DATED, {"dates": days})
         con.execute(_ITEMS, {"unknown": UNKNOWN_CATEGORY})
         category = con.sql(_CATEGORY, params={"set": set_id}).to_arrow_table()
