@@ -76,8 +76,15 @@ class Targets:
     @classmethod
     def of(cls, settings: AwsSettings) -> Targets:
         return cls(
-            tables=(settings.purchases_table, settings.idempotency_table),
-            queues=(settings.purchases_queue, settings.purchases_dlq),
+            tables=(
+                settings.purchases_table,
+                settings.idempotency_table,
+                settings.category_kpis_table,
+                settings.order_kpis_table,
+            ),
+            # not the landing queue: restoring the bucket's objects under landing/ makes S3 send
+            # their events again, and the sensor's manifest records a file once
+            queues=(settings.purchases_queue, settings.purchases_dlq, settings.landing_dlq),
             buckets=(settings.lake_bucket,),
             consumed=(settings.purchases_queue,),
             export_bucket=settings.lake_bucket,
