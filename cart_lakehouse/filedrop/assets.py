@@ -13,7 +13,6 @@
   ``archive/<date>/<set>/`` and people are told what the set changed.
 """
 
-
 from collections.abc import Iterator
 from dataclasses import asdict, is_dataclass
 from datetime import UTC, datetime
@@ -38,6 +37,7 @@ from dagster import (
 
 from cart_aws.aws import AwsClients
 from cart_aws.metrics import CloudWatchMetrics
+from cart_aws.settings import AwsSettings
 from cart_lakehouse.filedrop import kpis
 from cart_lakehouse.filedrop.csvfile import FileRejected, check_size, typed
 from cart_lakehouse.filedrop.landing import FileSet, Landing, Notice, Outcome, notify
@@ -58,7 +58,6 @@ from cart_lakehouse.filedrop.validation import SetValidation, validate_set
 from cart_lakehouse.lake import Lake
 from cart_lakehouse.metadata import column_schema, preview
 from cart_lakehouse.resources import AwsResource, LakeResource
-from cart_lakehouse.settings import lake_settings
 from cart_lakehouse.timings import Timings
 
 OWNER = "team:cart-platform"
@@ -100,7 +99,7 @@ def _reject(
     lake: Lake,
 ) -> Failure:
     """Quarantine a failing set, write and send its report; the Failure the step raises."""
-    settings = lake_settings()
+    settings = clients.settings
     moves = {f.key: quarantine_key(file_set.set_id, f.key) for f in file_set.files}
     moved = landing.move_all({k: v for k, v in moves.items() if landing.size(k) is not None})
     report = {**validation.report(), "set_id": file_set.set_id, "quarantined": moves}
@@ -150,7 +149,7 @@ def filedrop_bronze(
     context: AssetExecutionContext, config: BronzeConfig, aws: AwsResource, lake: LakeResource
 ) -> MaterializeResult[None]:
     set_id = context.partition_key
-    the_lake, clients, settings = lake.lake(), aws.clients(), lake_settings()
+    the_lake, clients, settings = lake.lake(), aws.clients(), aws.settings()
     timings = Timings()
     file_set = FileSet.load(the_lake, set_id)
     if not file_set.complete and not config.force:
@@ -259,9 +258,8 @@ def filedrop_silver(context: AssetExecutionContext, lake: LakeResource) -> Itera
         )
 
 
-def dynamodb_tables() -> dict[str, str]:
+def dynamodb_tables(settings: AwsSettings) -> dict[str, str]:
     """The DynamoDB table each KPI table is pushed to."""
-    settings = lake_settings()
     return {"category_kpis": settings.category_kpis_table, "order_kpis": settings.order_kpis_table}
 
 
@@ -297,22 +295,22 @@ def filedrop_kpis(
     context: AssetExecutionContext, lake: LakeResource, aws: AwsResource
 ) -> Iterator[MaterializeResult[None]]:
     set_id = context.partition_key
-    the_lake, clients = lake.lake(), aws.clients()
+    the_lake, clients, on = lake.lake(), aws.clients(), lake.settings()
     timings = Timings()
     with timings.span("dates"):
         dates = kpis.touched_dates(the_lake, set_id)
     with timings.span("compute"):
         computed = kpis.compute_kpis(the_lake, dates, set_id)
-    dynamo_tables = dynamodb_tables()
+    dynamo_tables = dynamodb_tables(aws.settings())
     results: dict[str, dict[str, Any]] = {}
     for name in KPI_TABLES:
         rows = computed.category if name == "category_kpis" else computed.order
         with timings.span(f"{name}: merge delta"):
-            merged = kpis.merge_kpis(the_lake, name, rows, dates)
+            merged = kpis.merge_kpis(the_lake, name, rows, dates, on)
         with timings.span(f"{name}: push dynamodb"):
             # the rows as Delta holds them after the merge: unchanged rows keep the set that last
             # changed them, so a re-dropped set leaves every DynamoDB item as it was
-            current = kpis.read_kpis(the_lake, name, dates)
+            current = kpis.read_kpis(the_lake, name, dates, on)
             pushed = kpis.push_kpis(clients, dynamo_tables[name], current, dates)
         results[name] = {"rows": rows, "merged": merged, "pushed": pushed, "current": current}
     unknown = computed.items_without_order
@@ -363,7 +361,7 @@ def _jsonable(value: Any) -> Any:
 )
 def filedrop_archive(context: AssetExecutionContext, lake: LakeResource, aws: AwsResource) -> MaterializeResult[None]:
     set_id = context.partition_key
-    the_lake, clients, settings = lake.lake(), aws.clients(), lake_settings()
+    the_lake, clients, settings = lake.lake(), aws.clients(), aws.settings()
     file_set = FileSet.load(the_lake, set_id)
     landing = Landing(clients.s3, settings.lake_bucket)
     day = datetime.now(UTC).date().isoformat()

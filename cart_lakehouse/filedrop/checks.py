@@ -8,7 +8,6 @@
 A failure keeps the set's files in landing (the archive step does not run) and alerts.
 """
 
-
 from typing import Any
 
 import pyarrow as arrow
@@ -75,7 +74,7 @@ def _kpi_checks(name: str) -> list[AssetChecksDefinition]:
     def contract(context: AssetCheckExecutionContext, lake: LakeResource) -> AssetCheckResult:
         the_lake = lake.lake()
         dates = kpis.touched_dates(the_lake, context.partition_key)
-        rows: arrow.Table = kpis.read_kpis(the_lake, name, dates)
+        rows: arrow.Table = kpis.read_kpis(the_lake, name, dates, lake.settings())
         result = validate(rows.to_pandas(), name, rows.schema, contract="kpis")
         metadata: dict[str, Any] = {"rows": result.rows, "order_dates": len(dates)}
         if result.failures:
@@ -97,8 +96,8 @@ def _kpi_checks(name: str) -> list[AssetChecksDefinition]:
     ) -> AssetCheckResult:
         the_lake = lake.lake()
         dates = kpis.touched_dates(the_lake, context.partition_key)
-        table_name = dynamodb_tables()[name]
-        problems = kpis.dynamodb_mismatches(aws.clients(), the_lake, name, table_name, dates)
+        table_name = dynamodb_tables(aws.settings())[name]
+        problems = kpis.dynamodb_mismatches(aws.clients(), the_lake, name, table_name, dates, lake.settings())
         return _problems_result(problems, {"dynamodb_table": table_name, "order_dates": len(dates)})
 
     return [contract, dynamodb_matches_delta]
@@ -117,7 +116,7 @@ def _kpi_checks(name: str) -> list[AssetChecksDefinition]:
 def revenue_reconciles(context: AssetCheckExecutionContext, lake: LakeResource) -> AssetCheckResult:
     the_lake = lake.lake()
     dates = kpis.touched_dates(the_lake, context.partition_key)
-    problems = kpis.revenue_mismatches(the_lake, dates)
+    problems = kpis.revenue_mismatches(the_lake, dates, lake.settings())
     revenue = kpis.silver_revenue(the_lake, dates)
     return _problems_result(
         problems,

@@ -47,9 +47,12 @@ class LakeResource(ConfigurableResource):  # type: ignore[type-arg]
     aws_endpoint_url: str | None = None
     aws_region: str = "us-east-1"
 
+    def settings(self) -> LakeSettings:
+        """The settings of the AWS the lake is on (endpoint and region from this resource)."""
+        return LakeSettings(aws_endpoint_url=self.aws_endpoint_url or "", aws_region=self.aws_region)
+
     def lake(self) -> Lake:
-        aws = LakeSettings(aws_endpoint_url=self.aws_endpoint_url or "", aws_region=self.aws_region)
-        return Lake.open(self.root, aws)
+        return Lake.open(self.root, self.settings())
 
 
 def spark_config(settings: LakeSettings) -> dict[str, Any]:
