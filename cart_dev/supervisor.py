@@ -560,6 +560,83 @@ def bootstrap_lakehouse(
     return runs
 
 
+FILEDROP_JOB = "filedrop_job"
+FILEDROP_RUNS_QUERY = """
+query FiledropRuns($filter: RunsFilter) {
+  runsOrError(filter: $filter, limit: 20) {
+    __typename
+    ... on Runs { results { runId status } }
+    ... on PythonError { message }
+  }
+}
+"""
+
+
+def filedrop_run(dagster_url: str) -> tuple[str, str] | None:
+    """The latest run of the file-drop job launched by the landing_files sensor: (run id, status)."""
+    result = graphql(
+        dagster_url,
+        FILEDROP_RUNS_QUERY,
+        {"filter": {"pipelineName": FILEDROP_JOB, "tags": [{"key": "dagster/sensor_name", "value": "landing_files"}]}},
+    ).get("runsOrError")
+    if not result or result.get("__typename") != "Runs":
+        raise DagsterApiError(f"runs of {FILEDROP_JOB}: {describe(result)}")
+    runs = result.get("results") or []
+    return (str(runs[0]["runId"]), str(runs[0]["status"])) if runs else None
+
+
+def bootstrap_filedrop(
+    args: argparse.Namespace, aws: AwsClients, dagster_url: str, dagster: Child
+) -> list[tuple[str, str]]:
+    """Drop one valid sample set of orders, order items and products into the lake bucket's landing/
+    prefix, so a newcomer sees the file drop's KPI tables filled: S3's events reach the landing
+    queue, the landing_files sensor forms the set and launches its run. Only on a lake that never
+    had a drop (a restart drops nothing again). With ``--once`` it waits for that run and prints
+    the KPI tables' rows (Delta and DynamoDB)."""
+    from cart_lakehouse.filedrop import kpis
+    from cart_lakehouse.filedrop.layout import MANIFEST
+    from cart_lakehouse.filedrop.sample import generate_set
+    from cart_lakehouse.lake import Lake
+    from cart_lakehouse.settings import LakeSettings
+
+    lake_settings = LakeSettings(aws_endpoint_url=f"http://127.0.0.1:{args.aws_port}")
+    lake = Lake.open(lake_settings.lake_root, lake_settings)
+    if lake.exists(MANIFEST):
+        step(f"File drop: the lake has seen drops before ({lake.uri(MANIFEST)}); nothing dropped")
+        return []
+    start = (datetime.now(UTC) - timedelta(days=3)).date()
+    files = generate_set(seed=args.seed, orders=args.filedrop_orders, start=start, days=3, name="welcome")
+    for key, data in files.items():
+        aws.s3.put_object(Bucket=lake_settings.lake_bucket, Key=key, Body=data, ContentType="text/csv")
+    step(
+        f"File drop: put {len(files)} sample files ({args.filedrop_orders} orders over {start}..+2 days) under "
+        f"s3://{lake_settings.lake_bucket}/landing/; the landing_files sensor forms the set and runs {FILEDROP_JOB}"
+    )
+    runs_url = f"{dagster_url}/runs?q%5B0%5D=job%3A{FILEDROP_JOB}"
+    if not args.once:
+        return [(f"{FILEDROP_JOB} (file drop)", runs_url)]
+    deadline = time.monotonic() + args.lakehouse_timeout
+    while True:
+        found = filedrop_run(dagster_url)
+        if found and found[1] == "SUCCESS":
+            break
+        if found and found[1] in ("FAILURE", "CANCELED"):
+            raise DagsterApiError(f"{FILEDROP_JOB} run {found[1].lower()}:\n  {run_failures(dagster_url, found[0])}")
+        if dagster.process.poll() is not None:
+            raise RuntimeError(f"dagster exited ({dagster.process.returncode}); see {dagster.log}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no successful {FILEDROP_JOB} run after {args.lakehouse_timeout:.0f} s: {runs_url}")
+        time.sleep(RUN_POLL_SECONDS)
+    delta = {name: kpis.read_kpis(lake, name, aws=lake_settings).num_rows for name in ("category_kpis", "order_kpis")}
+    items = {name: aws.item_count(name) for name in (lake_settings.category_kpis_table, lake_settings.order_kpis_table)}
+    step(
+        f"File drop: {FILEDROP_JOB} succeeded: Delta {lake.uri('kpis')}/ category_kpis {delta['category_kpis']} rows, "
+        f"order_kpis {delta['order_kpis']} rows; DynamoDB "
+        + ", ".join(f"{name} {count} items" for name, count in items.items())
+    )
+    return [(f"{FILEDROP_JOB} (file drop)", f"{dagster_url}/runs/{found[0]}")]
+
+
 DAGSTER_YAML_MARK = "# Written by cart-dev (cart_dev/supervisor.py) on each start; edits are replaced."
 
 
@@ -720,6 +797,8 @@ def run(args: argparse.Namespace) -> int:
             if args.history_hours:
                 try:
                     runs = bootstrap_lakehouse(args, aws, table, dagster_url, dagster)
+                    if args.filedrop_orders:
+                        runs += bootstrap_filedrop(args, aws, dagster_url, dagster)
                 except (RuntimeError, TimeoutError) as exc:
                     if args.once:
                         raise
@@ -803,6 +882,10 @@ def print_banner(
     )
     dagster_line = f"  Dagster UI (assets)   {dagster_url}/asset-groups\n" if dagster_url else ""
     dagster_line += "".join(f"  Lakehouse run         {url}   ({what})\n" for what, url in runs)
+    kpi_line = (
+        "  File drop             put CSVs under s3://cart-lake/landing/{orders,order_items,products}/ "
+        "(uv run cart-drop upload); KPIs in <lake>/kpis/ (Delta) and DynamoDB cart-category-kpis, cart-order-kpis\n"
+    )
     queue_line = f"  Queue                 {queues}   (a status line follows if it backs up)\n" if queues else ""
     print(
         f"""
@@ -810,7 +893,7 @@ Cart lakehouse is running:
 {dagster_line}  API (OpenAPI docs)    {api_url}/docs
   API readiness         {api_url}/ready
   Local AWS (moto)      {endpoint}   dashboard: {endpoint}/moto-api/
-{queue_line}  Logs                  {stack.logs}/ (api.log, worker.log, moto.log, dagster.log)
+{queue_line}{kpi_line}  Logs                  {stack.logs}/ (api.log, worker.log, moto.log, dagster.log)
 
 Send a purchase:
   curl -s -X POST http://{host}/purchases -H 'X-API-Key: local-dev-key' \\
@@ -866,6 +949,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--history-per-hour", type=positive, default=200, help="purchases written per history hour (default 200)"
+    )
+    parser.add_argument(
+        "--filedrop-orders",
+        type=non_negative,
+        default=2000,
+        help=(
+            "orders of the sample file set dropped into landing/ on a lake that never had a drop, so the file "
+            "drop's KPI tables fill (default 2000; 0: drop nothing)"
+        ),
     )
     parser.add_argument(
         "--lakehouse-timeout",

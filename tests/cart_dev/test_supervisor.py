@@ -145,6 +145,8 @@ def test_run_command_brings_the_stack_up_keeps_its_data_across_restarts_and_supe
             str(HISTORY_HOURS),
             "--history-per-hour",
             str(PER_HOUR),
+            "--filedrop-orders",
+            "150",
         ],
         capture_output=True,
         text=True,
@@ -176,6 +178,21 @@ def test_run_command_brings_the_stack_up_keeps_its_data_across_restarts_and_supe
             assert (lake / relative).exists(), relative
     sales_hourly = [pq.read_table(lake / GOLD_TABLES["sales_hourly"].file(h)).to_pylist() for h in hours]
     assert [[row["purchases"] for row in rows] for rows in sales_hourly] == [[PER_HOUR], [PER_HOUR]]
+
+    # the file drop: a sample set put under landing/, formed into a set and run by the sensor, fills
+    # both KPI tables in Delta and in DynamoDB
+    assert "File drop: put 3 sample files (150 orders" in out
+    loaded = re.search(
+        r"File drop: filedrop_job succeeded: .* category_kpis (\d+) rows, order_kpis (\d+) rows; "
+        r"DynamoDB cart-category-kpis (\d+) items, cart-order-kpis (\d+) items",
+        out,
+    )
+    assert loaded, out
+    category_rows, order_rows, category_items, order_items = map(int, loaded.groups())
+    assert order_rows == 3  # three days of orders
+    assert category_rows > order_rows
+    assert (category_items, order_items) == (category_rows, order_rows)
+    assert (lake / "kpis" / "order_kpis" / "_delta_log").is_dir()
 
     assert "Dagster: run queue: at most 1 run at a time" in out
     assert (tmp_path / "dagster" / "dagster.yaml").exists()
