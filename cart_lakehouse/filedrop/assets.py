@@ -13,6 +13,7 @@
   ``archive/<date>/<set>/`` and people are told what the set changed.
 """
 
+import json
 from collections.abc import Iterator
 from dataclasses import asdict, is_dataclass
 from datetime import UTC, datetime
@@ -52,7 +53,7 @@ from cart_lakehouse.filedrop.layout import (
     quarantine_report_key,
     silver_dir,
 )
-from cart_lakehouse.filedrop.partitions import FILEDROP_JOB, filedrop_sets
+from cart_lakehouse.filedrop.partitions import FILEDROP_JOB, FORCE_RUN_CONFIG, filedrop_sets
 from cart_lakehouse.filedrop.store import known_ids, read_sets, write_parquet
 from cart_lakehouse.filedrop.validation import SetValidation, validate_set
 from cart_lakehouse.lake import Lake
@@ -155,8 +156,8 @@ def filedrop_bronze(
     if not file_set.complete and not config.force:
         raise Failure(
             description=(
-                f"set {set_id} is incomplete ({file_set.details}); to load it anyway, launch this partition "
-                'with run config {"ops": {"filedrop_bronze": {"config": {"force": true}}}}'
+                f"set {set_id} is incomplete ({file_set.details.get('reason', file_set.details)}); to load it "
+                f"anyway, launch this partition with the run config {json.dumps(FORCE_RUN_CONFIG)}"
             ),
             allow_retries=False,
         )

@@ -27,7 +27,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 from dagster import (
@@ -59,7 +59,7 @@ from cart_lakehouse.filedrop.manifest import (
     form_sets,
     plural,
 )
-from cart_lakehouse.filedrop.partitions import FILEDROP_JOB, filedrop_sets
+from cart_lakehouse.filedrop.partitions import FILEDROP_JOB, FORCE_RUN_CONFIG, filedrop_sets
 from cart_lakehouse.filedrop.store import known_ids
 from cart_lakehouse.lake import Lake
 from cart_lakehouse.resources import AwsResource, LakeResource
@@ -72,7 +72,6 @@ SENSOR_NAME = "landing_files"
 INTERVAL_SECONDS = 15
 SET_TAG = "cart/filedrop_set"
 PARTITIONS = filedrop_sets.name or "filedrop_sets"
-FORCE_RUN_CONFIG: dict[str, Any] = {"ops": {"filedrop_bronze": {"config": {"force": True}}}}
 
 
 def utc_now() -> datetime:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pyarrow.csv as arrow_csv
 import pytest
-from dagster import DagsterInstance, ExecuteInProcessResult, RunConfig, SensorResult, build_sensor_context, materialize
+from dagster import DagsterInstance, ExecuteInProcessResult, SensorResult, build_sensor_context, materialize
 
 from cart_api.settings import Settings
 from cart_aws.aws import AwsClients
@@ -22,6 +22,7 @@ from cart_lakehouse.filedrop import assets as filedrop
 from cart_lakehouse.filedrop.checks import FILEDROP_GATES
 from cart_lakehouse.filedrop.kpis import read_items, read_kpis
 from cart_lakehouse.filedrop.layout import quarantine_report_key
+from cart_lakehouse.filedrop.partitions import FORCE_RUN_CONFIG
 from cart_lakehouse.filedrop.sample import FAULTS, generate_set, late_items
 from cart_lakehouse.filedrop.sensor import landing_files_sensor
 from cart_lakehouse.lake import Lake
@@ -79,7 +80,7 @@ def sets_launched(settings: Settings, env: dict[str, Any]) -> list[str]:
 
 
 def run_set(settings: Settings, env: dict[str, Any], set_id: str, force: bool = False) -> ExecuteInProcessResult:
-    config = RunConfig(ops={"filedrop_bronze": filedrop.BronzeConfig(force=True)}) if force else None
+    config = FORCE_RUN_CONFIG if force else None  # what the alert and the failure tell people to use
     return materialize(
         [*ASSETS, *FILEDROP_GATES],
         partition_key=set_id,
@@ -232,3 +233,41 @@ def test_a_faulty_set_is_quarantined_with_its_rule_and_announced(
     )
     if len(launched) == 1:
         assert read_kpis(env["lake"], "order_kpis").num_rows == 0  # nothing of a rejected set is loaded
+
+
+def test_an_incomplete_set_waits_is_reported_and_can_be_forced_through(
+    settings: Settings, aws: AwsClients, env: dict[str, Any]
+) -> None:
+    # order items whose orders and products never came
+    files = generate_set(seed=11, orders=30, days=1, name="orphans", tables=("order_items",))
+    drop(aws, settings, files)
+    assert sets_launched(settings, env) == []  # waiting for their orders and products
+
+    context = build_sensor_context(instance=env["instance"], resources=resources(settings, env["root"]))
+    after_wait = datetime.now(UTC) + timedelta(seconds=lake_settings_wait() + 60)
+    result = landing_files_sensor(lambda: after_wait)(context)
+    assert isinstance(result, SensorResult)
+    assert not result.run_requests  # reported, not launched
+    [set_id] = [k for r in result.dynamic_partitions_requests or [] for k in r.partition_keys or []]
+    env["instance"].add_dynamic_partitions("filedrop_sets", [set_id])
+
+    refused = run_set(settings, env, set_id)
+    assert not refused.success
+    message = refused.get_step_failure_events()[0].step_failure_data.user_failure_data.description
+    assert "incomplete" in message
+    assert '{"ops": {"filedrop__bronze": {"config": {"force": true}}}}' in message
+    assert keys(aws, settings, "landing/") == sorted(files)  # nothing moved: it may still be completed
+
+    forced = run_set(settings, env, set_id, force=True)
+    assert forced.success
+    kpi_metadata = {m.asset_key.path[-1]: m.metadata for m in forced.asset_materializations_for_node("filedrop_kpis")}
+    items = arrow_csv.read_csv(io.BytesIO(next(iter(files.values())))).num_rows
+    assert kpi_metadata["order_kpis"]["items_without_order"].value == items  # counted, not dropped
+    assert read_kpis(env["lake"], "order_kpis").num_rows == 0  # no order, no order date
+    assert keys(aws, settings, "landing/") == []
+
+
+def lake_settings_wait() -> float:
+    from cart_lakehouse.settings import lake_settings
+
+    return lake_settings().filedrop_set_wait_seconds

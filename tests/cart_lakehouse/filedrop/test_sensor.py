@@ -218,7 +218,7 @@ def test_items_waiting_for_their_orders_are_reported_after_the_wait(
     assert (
         alert["details"]["run_config_to_force"]
         == FORCE_RUN_CONFIG
-        == {"ops": {"filedrop_bronze": {"config": {"force": True}}}}
+        == {"ops": {"filedrop__bronze": {"config": {"force": True}}}}
     )
     assert alert["details"]["waiting"] == [
         "landing/order_items/i.csv waits for 2 orders.order_id (o7, o8) and 1 products.id (P0009)"
