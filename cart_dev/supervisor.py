@@ -253,14 +253,14 @@ class Backlog:
         return "\n==> ".join(lines) or None
 
 
-def wait_until(check: object, timeout: float, what: str, child: Child | None = None) -> None:
+def wait_until(check: object, timeout: float, what: str, child: Child | None = None, interval: float = 0.2) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if callable(check) and check():
             return
         if child and child.process.poll() is not None:
             raise RuntimeError(f"{child.name} exited ({child.process.returncode}); see {child.log}:\n{tail(child.log)}")
-        time.sleep(0.2)
+        time.sleep(interval)
     raise TimeoutError(f"{what} not ready after {timeout:.0f} s" + (f"; see {child.log}" if child else ""))
 
 
@@ -615,18 +615,23 @@ def bootstrap_filedrop(
     runs_url = f"{dagster_url}/runs?q%5B0%5D=job%3A{FILEDROP_JOB}"
     if not args.once:
         return [(f"{FILEDROP_JOB} (file drop)", runs_url)]
-    deadline = time.monotonic() + args.lakehouse_timeout
-    while True:
-        found = filedrop_run(dagster_url)
-        if found and found[1] == "SUCCESS":
-            break
-        if found and found[1] in ("FAILURE", "CANCELED"):
-            raise DagsterApiError(f"{FILEDROP_JOB} run {found[1].lower()}:\n  {run_failures(dagster_url, found[0])}")
-        if dagster.process.poll() is not None:
-            raise RuntimeError(f"dagster exited ({dagster.process.returncode}); see {dagster.log}")
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"no successful {FILEDROP_JOB} run after {args.lakehouse_timeout:.0f} s: {runs_url}")
-        time.sleep(RUN_POLL_SECONDS)
+    started = time.monotonic()
+    runs: list[tuple[str, str]] = []
+
+    def launched() -> bool:
+        runs.extend(filter(None, [filedrop_run(dagster_url)]))
+        return bool(runs)
+
+    wait_until(
+        launched,
+        args.lakehouse_timeout,
+        f"a {FILEDROP_JOB} run from the landing_files sensor",
+        dagster,
+        interval=RUN_POLL_SECONDS,
+    )
+    found = runs[0]
+    remaining = max(args.lakehouse_timeout - (time.monotonic() - started), 1.0)
+    wait_for_run(dagster_url, found[0], FILEDROP_JOB, remaining, dagster)
     delta = {name: kpis.read_kpis(lake, name, aws=lake_settings).num_rows for name in ("category_kpis", "order_kpis")}
     items = {name: aws.item_count(name) for name in (lake_settings.category_kpis_table, lake_settings.order_kpis_table)}
     step(
