@@ -6,7 +6,6 @@ dimension's own job after each set that wrote some. Hours built afterwards are e
 new rows; hours already in silver keep the dimension they were built with until they are rerun.
 """
 
-
 from dagster import (
     AssetKey,
     DefaultSensorStatus,
