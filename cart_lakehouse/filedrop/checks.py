@@ -116,8 +116,7 @@ def _kpi_checks(name: str) -> list[AssetChecksDefinition]:
 def revenue_reconciles(context: AssetCheckExecutionContext, lake: LakeResource) -> AssetCheckResult:
     the_lake = lake.lake()
     dates = kpis.touched_dates(the_lake, context.partition_key)
-    problems = kpis.revenue_mismatches(the_lake, dates, lake.settings())
-    revenue = kpis.silver_revenue(the_lake, dates)
+    problems, revenue = kpis.reconcile_revenue(the_lake, dates, lake.settings())
     return _problems_result(
         problems,
         {"order_dates": len(dates), "silver_revenue": MetadataValue.json({str(d): str(v) for d, v in revenue.items()})},

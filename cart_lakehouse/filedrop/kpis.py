@@ -50,6 +50,12 @@ _NEEDED = {  # the columns the KPIs read, per silver table
     "order_items": ("order_id", "product_id", "status", "sale_price"),
     "products": ("id", "category"),
 }
+# the columns touched_dates reads: fewer than _NEEDED, as it runs in the KPI step, each check and the archive
+_DATE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "orders": ("order_id", "created_at"),
+    "order_items": ("order_id", "product_id"),
+    "products": ("id", "category"),
+}
 _SAMPLE = 5
 
 __all__ = [  # the KPI step's whole interface; the Delta and DynamoDB half lives in kpi_tables
@@ -64,6 +70,7 @@ __all__ = [  # the KPI step's whole interface; the Delta and DynamoDB half lives
     "push_kpis",
     "read_items",
     "read_kpis",
+    "reconcile_revenue",
     "revenue_mismatches",
     "silver_revenue",
     "touched_dates",
@@ -112,13 +119,13 @@ def _connect(lake: Lake, columns: dict[str, tuple[str, ...]]) -> duckdb.DuckDBPy
     return con
 
 
-def latest(lake: Lake, table: str) -> arrow.Table | None:
+def latest(lake: Lake, table: str, columns: tuple[str, ...] | None = None) -> arrow.Table | None:
     """Silver's ``table`` across every set, the latest set winning per primary key (with its
-    ``set_id``); None when no set has the table."""
+    ``set_id``); None when no set has the table. ``columns``: only these (the key among them)."""
     if not store.set_files(lake, "silver", table):
         return None
     with duckdb.connect() as con:
-        con.register("rows", _silver(lake, table))
+        con.register("rows", _silver(lake, table, columns))
         return con.sql(_latest_sql("rows", table)).to_arrow_table()
 
 
@@ -128,7 +135,7 @@ def touched_dates(lake: Lake, set_id: str) -> list[date]:
     belong to, and those of the items of products whose category it changed (or first gave).
     Every version of an order or item is looked at, not only the latest: a date too many is
     recomputed to the same rows, which the merge leaves alone, and no window over silver is needed."""
-    with _connect(lake, _NEEDED) as con:
+    with _connect(lake, _DATE_COLUMNS) as con:
         rows = con.execute(
             """
             WITH their_orders AS (
@@ -243,19 +250,34 @@ def _exactly(rows: arrow.Table, name: str) -> arrow.Table:
 def silver_revenue(lake: Lake, dates: list[date]) -> dict[date, Decimal]:
     """Revenue per order date summed from latest silver with Arrow (not the KPI query): the
     exact decimal sum of the sold items' prices of each date's orders, unrounded."""
-    orders, items = latest(lake, "orders"), latest(lake, "order_items")
-    if orders is None or items is None:
-        return {}
-    days = arrow.array(sorted(set(dates)), arrow.date32())
+    return _silver_revenue(lake, sorted(set(dates)))[0]
+
+
+def _silver_revenue(lake: Lake, days: list[date]) -> tuple[dict[date, Decimal], set[date]]:
+    """``silver_revenue`` of ``days``, and which of them have silver orders."""
+    orders = latest(lake, "orders", ("order_id", "created_at"))
+    if orders is None:
+        return {}, set()
     dated = orders.select(["order_id"]).append_column("order_date", pc.cast(orders["created_at"], arrow.date32()))
-    dated = dated.filter(pc.is_in(dated["order_date"], days))
+    dated = dated.filter(pc.is_in(dated["order_date"], arrow.array(days, arrow.date32())))
+    with_orders = set(pc.unique(dated["order_date"]).to_pylist())
+    items = latest(lake, "order_items", ("order_id", "product_id", "status", "sale_price"))
+    if items is None:
+        return {}, with_orders
     sold = items.filter(pc.invert(pc.is_in(items["status"], arrow.array(NOT_SOLD))))
     joined = sold.select(["order_id", "sale_price"]).join(dated, "order_id", join_type="inner")
+    # a price occurs on many items: each distinct (date, price) is made exact once, times its count
+    prices = joined.group_by(["order_date", "sale_price"]).aggregate([("sale_price", "count")])
     totals: dict[date, Decimal] = defaultdict(Decimal)
-    for day, price in zip(joined["order_date"].to_pylist(), joined["sale_price"].to_pylist(), strict=True):
+    for day, price, count in zip(
+        prices["order_date"].to_pylist(),
+        prices["sale_price"].to_pylist(),
+        prices["sale_price_count"].to_pylist(),
+        strict=True,
+    ):
         if price is not None:
-            totals[day] += Decimal(repr(price))
-    return dict(totals)
+            totals[day] += Decimal(repr(price)) * count
+    return dict(totals), with_orders
 
 
 def revenue_mismatches(lake: Lake, dates: list[date], aws: AwsSettings | None = None) -> list[str]:
@@ -263,10 +285,15 @@ def revenue_mismatches(lake: Lake, dates: list[date], aws: AwsSettings | None = 
     revenue rounded to the cent (within half a cent of the exact sum), and the categories'
     ``daily_revenue`` must add up to silver's revenue within half a cent per category (each is
     rounded on its own). A date with silver orders needs an order_kpis row; empty list: all agree."""
+    return reconcile_revenue(lake, dates, aws)[0]
+
+
+def reconcile_revenue(
+    lake: Lake, dates: list[date], aws: AwsSettings | None = None
+) -> tuple[list[str], dict[date, Decimal]]:
+    """``revenue_mismatches`` and the ``silver_revenue`` it compared with, from one read of silver."""
     days = sorted(set(dates))
-    silver = silver_revenue(lake, days)
-    orders = latest(lake, "orders")
-    with_orders = set() if orders is None else set(pc.cast(orders["created_at"], arrow.date32()).to_pylist())
+    silver, with_orders = _silver_revenue(lake, days)
     order_rows = {r["order_date"]: r for r in read_kpis(lake, "order_kpis", days, aws).to_pylist()}
     by_category: dict[date, list[float]] = defaultdict(list)
     for r in read_kpis(lake, "category_kpis", days, aws).to_pylist():
@@ -294,7 +321,7 @@ def revenue_mismatches(lake: Lake, dates: list[date], aws: AwsSettings | None = 
                 f"{day}: category_kpis.daily_revenue adds up to {summed} over {len(categories)} categories "
                 f"but silver's sold items sum to {exact}"
             )
-    return problems
+    return problems, silver
 
 
 def dynamodb_mismatches(
