@@ -4,7 +4,7 @@ SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test test-quick lint format typecheck pytest demo bench bench-ingest bench-local-ingest bench-lakehouse bench-local-aws bench-freshness clean dbt
+.PHONY: help setup run test test-quick lint format typecheck pytest demo bench bench-ingest bench-local-ingest bench-lakehouse bench-local-aws bench-freshness bench-kpis clean dbt
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -56,7 +56,7 @@ test-quick: setup $(DBT_MANIFEST) ## Every test but the long end-to-end ones (ma
 demo: setup $(DBT_MANIFEST) ## Headless end-to-end demo with faults; prints gold KPIs and the zero-loss ledger
 	@$(UV) run --locked cart-demo $(ARGS)
 
-bench: bench-ingest bench-local-ingest bench-lakehouse bench-local-aws bench-freshness ## Run the benchmarks and print their tables (ARGS="--write docs/benchmarks.md")
+bench: bench-ingest bench-local-ingest bench-lakehouse bench-local-aws bench-freshness bench-kpis ## Run the benchmarks and print their tables (ARGS="--write docs/benchmarks.md")
 
 bench-ingest: setup ## Ingest benchmark: API vs moto, batched vs single publish, worker batching, the API against a stub SNS (ARGS="--phases d": that alone)
 	@$(UV) run --locked python -m bench.ingest $(ARGS)
@@ -72,6 +72,9 @@ bench-freshness: setup $(DBT_MANIFEST) ## Freshness benchmark: purchases posted 
 
 bench-local-aws: setup ## Local AWS benchmark: stock vs patched moto (DynamoDB writes, SQS at depth), 100k restored
 	@$(UV) run --locked python -m bench.local_aws $(ARGS)
+
+bench-kpis: setup ## File-drop benchmark: 1M order items from landing/ to both KPI tables, then re-dropped (ARGS="--items N")
+	@$(UV) run --locked python -m bench.kpis $(ARGS)
 
 clean: ## Remove local state (local AWS snapshot, Dagster instance, lake, logs, caches, dbt target)
 	rm -rf .local .pytest_cache .mypy_cache .ruff_cache dbt_project/target dbt_project/logs
