@@ -41,7 +41,16 @@ from cart_aws.metrics import CloudWatchMetrics
 from cart_aws.settings import AwsSettings
 from cart_lakehouse.filedrop import kpis
 from cart_lakehouse.filedrop.csvfile import FileRejected, check_size, typed
-from cart_lakehouse.filedrop.landing import FileSet, Landing, Notice, Outcome, notify
+from cart_lakehouse.filedrop.landing import (
+    FileSet,
+    Landing,
+    Notice,
+    Outcome,
+    mark_redrop,
+    notify,
+    redrop_mark,
+    redrop_of,
+)
 from cart_lakehouse.filedrop.layout import (
     KPI_TABLES,
     TABLES,
@@ -51,6 +60,7 @@ from cart_lakehouse.filedrop.layout import (
     kpi_table,
     quarantine_key,
     quarantine_report_key,
+    set_redrop,
     silver_dir,
 )
 from cart_lakehouse.filedrop.partitions import FILEDROP_JOB, FORCE_RUN_CONFIG, filedrop_sets
@@ -161,6 +171,19 @@ def filedrop_bronze(
             ),
             allow_retries=False,
         )
+    the_lake.delete(set_redrop(set_id))  # a rerun decides again
+    repeated = None if config.force else redrop_of(the_lake, file_set)
+    if repeated:
+        mark_redrop(the_lake, set_id, repeated)
+        context.log.info(f"set {set_id} repeats the latest loaded set {repeated} byte for byte: nothing to load")
+        return MaterializeResult(
+            metadata={
+                "dagster/row_count": 0,
+                "redrop_of": repeated,
+                "files": MetadataValue.json([f.key for f in file_set.files]),
+                "note": f"the same files (table, ETag, size) as set {repeated}, the latest loaded: KPIs cannot change",
+            }
+        )
     landing = Landing(clients.s3, settings.lake_bucket)
     outcome = Outcome.load(the_lake, set_id)
     data: dict[str, bytes] = {}
@@ -237,7 +260,12 @@ def file_set_table(file_set: FileSet, key: str) -> str:
 def filedrop_silver(context: AssetExecutionContext, lake: LakeResource) -> Iterator[MaterializeResult[None]]:
     set_id = context.partition_key
     the_lake = lake.lake()
+    repeated = redrop_mark(the_lake, set_id)
     for table in TABLES:
+        if repeated:
+            the_lake.delete(silver_dir(table, set_id))
+            yield MaterializeResult(asset_key=SILVER[table], metadata={"dagster/row_count": 0, "redrop_of": repeated})
+            continue
         raw = read_sets(the_lake, "bronze", table, [set_id])
         path = f"{silver_dir(table, set_id)}/data.parquet"
         if raw is None:
@@ -297,6 +325,14 @@ def filedrop_kpis(
 ) -> Iterator[MaterializeResult[None]]:
     set_id = context.partition_key
     the_lake, clients, on = lake.lake(), aws.clients(), lake.settings()
+    repeated = redrop_mark(the_lake, set_id)
+    if repeated:
+        for name in KPI_TABLES:
+            yield MaterializeResult(
+                asset_key=KPIS[name],
+                metadata={"redrop_of": repeated, "order_dates": MetadataValue.json([]), "note": "nothing recomputed"},
+            )
+        return
     timings = Timings()
     with timings.span("dates"):
         dates = kpis.touched_dates(the_lake, set_id)
@@ -374,7 +410,8 @@ def filedrop_archive(context: AssetExecutionContext, lake: LakeResource, aws: Aw
     landing.move_all(moves)
     rows = {table: _rows(the_lake, table, set_id) for table in TABLES}
     dates = kpis.touched_dates(the_lake, set_id)
-    Outcome(set_id, "loaded", moves, summary={"rows": rows}).save(the_lake)
+    repeated = redrop_mark(the_lake, set_id)
+    Outcome(set_id, "loaded", moves, summary={"rows": rows, "redrop_of": repeated}).save(the_lake)
     notify(
         clients.sns,
         clients.topic_arn(settings.filedrop_topic),
@@ -383,7 +420,12 @@ def filedrop_archive(context: AssetExecutionContext, lake: LakeResource, aws: Aw
             "loaded",
             [f.key for f in file_set.files],
             rows,
-            {"order_dates": [d.isoformat() for d in dates], "kpi_tables": list(KPI_TABLES), "archive": moves},
+            {
+                "order_dates": [d.isoformat() for d in dates],
+                "kpi_tables": list(KPI_TABLES),
+                "archive": moves,
+                "redrop_of": repeated,
+            },
         ),
     )
     CloudWatchMetrics(clients.cloudwatch).put(

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from cart_lakehouse.filedrop.layout import set_outcome, set_record
+from cart_lakehouse.filedrop.layout import SETS, set_outcome, set_record, set_redrop
 from cart_lakehouse.lake import Lake
 
 if TYPE_CHECKING:
@@ -80,6 +81,40 @@ class Outcome:
         return lake.write_bytes(set_outcome(self.set_id), json.dumps(asdict(self), indent=2, default=str).encode())
 
 
+def _signature(file_set: FileSet) -> list[tuple[str, str, int]]:
+    return sorted((f.table or "", f.etag.strip('"'), f.size) for f in file_set.files)
+
+
+def redrop_of(lake: Lake, file_set: FileSet) -> str | None:
+    """The loaded set this one repeats byte for byte, if that set is the latest loaded one.
+
+    Then loading it again cannot change anything: silver's latest row per key would come from the
+    same bytes, so every KPI stays as it is. A repeat of an older set is loaded like any set (its
+    rows become the latest again, which may change KPIs)."""
+    loaded = sorted(
+        name.removesuffix(".outcome.json").rsplit("/", 1)[-1]
+        for name in lake.files(SETS)
+        if name.endswith(".outcome.json")
+    )
+    latest = next(
+        (s for s in reversed(loaded) if s < file_set.set_id and (o := Outcome.load(lake, s)) and o.status == "loaded"),
+        None,
+    )
+    if latest is None:
+        return None
+    return latest if _signature(FileSet.load(lake, latest)) == _signature(file_set) else None
+
+
+def mark_redrop(lake: Lake, set_id: str, of: str) -> str:
+    return lake.write_bytes(set_redrop(set_id), json.dumps({"set_id": set_id, "redrop_of": of}).encode())
+
+
+def redrop_mark(lake: Lake, set_id: str) -> str | None:
+    """The set this one re-drops, as its bronze step found (None: a set loaded in full)."""
+    path = set_redrop(set_id)
+    return str(json.loads(lake.read_bytes(path))["redrop_of"]) if lake.exists(path) else None
+
+
 class Landing:
     """The lake bucket's landed files, through boto3."""
 
@@ -126,10 +161,10 @@ class Landing:
         self.s3.delete_object(Bucket=self.bucket, Key=source)
 
     def move_all(self, moves: Mapping[str, str]) -> dict[str, str]:
-        """Move each file that is still in landing; returns every file's new key."""
-        for source, target in moves.items():
-            if source != target and self.size(source) is not None:
-                self.move(source, target)
+        """Move each file that is still in landing (in parallel); returns every file's new key."""
+        pending = [(s, t) for s, t in moves.items() if s != t and self.size(s) is not None]
+        with ThreadPoolExecutor(max_workers=max(1, min(len(pending), 8))) as pool:
+            list(pool.map(lambda move: self.move(*move), pending))  # list(): raise the first error
         return dict(moves)
 
     def put_json(self, key: str, document: Any) -> str:

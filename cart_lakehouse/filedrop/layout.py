@@ -79,3 +79,8 @@ def set_outcome(set_id: str) -> str:
     """Lake path of what became of a set (loaded or rejected) and where its files went; written by
     the set's run, while the sensor alone writes the set's record."""
     return f"{SETS}/{set_id}.outcome.json"
+
+
+def set_redrop(set_id: str) -> str:
+    """Lake path of the note that a set is a re-drop: byte for byte the files of the latest loaded set."""
+    return f"{SETS}/{set_id}.redrop.json"
