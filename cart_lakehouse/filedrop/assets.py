@@ -176,9 +176,12 @@ def filedrop_bronze(
     if repeated:
         mark_redrop(the_lake, set_id, repeated)
         context.log.info(f"set {set_id} repeats the latest loaded set {repeated} byte for byte: nothing to load")
+        earlier = Outcome.load(the_lake, repeated)
+        rows = dict(earlier.summary.get("rows", {})) if earlier else {}
         return MaterializeResult(
             metadata={
                 "dagster/row_count": 0,
+                "rows": MetadataValue.json(rows),
                 "redrop_of": repeated,
                 "files": MetadataValue.json([f.key for f in file_set.files]),
                 "note": f"the same files (table, ETag, size) as set {repeated}, the latest loaded: KPIs cannot change",
@@ -408,9 +411,11 @@ def filedrop_archive(context: AssetExecutionContext, lake: LakeResource, aws: Aw
         for f in file_set.files
     }
     landing.move_all(moves)
-    rows = {table: _rows(the_lake, table, set_id) for table in TABLES}
-    dates = kpis.touched_dates(the_lake, set_id)
     repeated = redrop_mark(the_lake, set_id)
+    earlier = Outcome.load(the_lake, repeated) if repeated else None
+    # a re-drop holds the rows of the set it repeats (loaded then, not again now)
+    rows = dict(earlier.summary["rows"]) if earlier else {table: _rows(the_lake, table, set_id) for table in TABLES}
+    dates = kpis.touched_dates(the_lake, set_id)
     Outcome(set_id, "loaded", moves, summary={"rows": rows, "redrop_of": repeated}).save(the_lake)
     notify(
         clients.sns,

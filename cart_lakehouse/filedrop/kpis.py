@@ -39,6 +39,7 @@ from cart_lakehouse.filedrop.kpi_tables import (
     read_items,
     read_kpis,
 )
+from cart_lakehouse.filedrop.layout import TABLES
 from cart_lakehouse.lake import Lake
 from contracts import load_contract
 
@@ -135,6 +136,8 @@ def touched_dates(lake: Lake, set_id: str) -> list[date]:
     belong to, and those of the items of products whose category it changed (or first gave).
     Every version of an order or item is looked at, not only the latest: a date too many is
     recomputed to the same rows, which the merge leaves alone, and no window over silver is needed."""
+    if not any(set_id in store.set_files(lake, "silver", table) for table in TABLES):
+        return []  # the set wrote nothing to silver (a re-drop of the latest set)
     with _connect(lake, _DATE_COLUMNS) as con:
         rows = con.execute(
             """
@@ -293,6 +296,8 @@ def reconcile_revenue(
 ) -> tuple[list[str], dict[date, Decimal]]:
     """``revenue_mismatches`` and the ``silver_revenue`` it compared with, from one read of silver."""
     days = sorted(set(dates))
+    if not days:  # nothing to compare (a set that touched no date: a re-drop, products alone...)
+        return [], {}
     silver, with_orders = _silver_revenue(lake, days)
     order_rows = {r["order_date"]: r for r in read_kpis(lake, "order_kpis", days, aws).to_pylist()}
     by_category: dict[date, list[float]] = defaultdict(list)
@@ -334,6 +339,8 @@ def dynamodb_mismatches(
 ) -> list[str]:
     """Where DynamoDB's ``table_name`` differs from the Delta table ``name`` (of ``dates``, or all):
     an item missing, an attribute differing, or an item Delta does not have. Empty: equal."""
+    if dates is not None and not dates:
+        return []
     key = KPI_KEYS[name]
     expected = {
         tuple(row[k] for k in key): row for row in (as_item(r) for r in read_kpis(lake, name, dates, aws).to_pylist())
