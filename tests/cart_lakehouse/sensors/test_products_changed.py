@@ -54,6 +54,21 @@ def test_a_set_without_products_launches_nothing(instance: DagsterInstance) -> N
     assert "wrote no products" in str(result.skip_message)
 
 
+def test_products_followed_by_a_set_without_them_before_the_next_tick_still_rebuild(instance: DagsterInstance) -> None:
+    # two sets between two ticks: the first brought products, the second none; the newest event
+    # alone would say "no products" and the first set's products would never reach the dimension
+    instance.add_dynamic_partitions("filedrop_sets", ["20261101T000000Z-cccccccc", "20261101T000100Z-dddddddd"])
+    wrote(instance, "20261101T000000Z-cccccccc", 7)
+    wrote(instance, "20261101T000100Z-dddddddd", 0)
+
+    request, cursor = tick(instance)
+
+    assert isinstance(request, RunRequest)
+    assert "20261101T000000Z-cccccccc" in str(request.run_key)
+    again, _ = tick(instance, cursor)
+    assert not isinstance(again, RunRequest)
+
+
 def test_the_dimension_job_materializes_reference_products() -> None:
     job = defs.resolve_job_def("reference_products")
     assert [str(k.to_user_string()) for k in job.asset_layer.executable_asset_keys] == ["reference/products"]
