@@ -164,28 +164,35 @@ class Dimension:
 def dimension(lake: Lake) -> Dimension:
     """The committed CSV's products, each replaced by the latest valid file-drop row for its id.
 
-    A file-drop product the lakehouse's products contract refuses (no category, a price of 0, ...)
-    is not used, and is returned in ``unusable`` with the reasons so the asset shows it: the
-    committed row (if any) stays, otherwise purchases of it are enriched as 'unknown'.
+    A file-drop row the lakehouse's products contract refuses (no category, a price of 0, ...) is
+    not used: the id's latest row that the contract accepts is (an earlier set's), else the
+    committed row (if any), else purchases of it are enriched as 'unknown'. Every id whose latest
+    row is refused is returned in ``unusable`` with the reasons, so the asset shows it.
     """
     base = products_table()
     dropped = read_sets(lake, "silver", "products")
     if dropped is None or dropped.num_rows == 0:
         return Dimension(base, base.num_rows, 0, _unusable([], []))
-    # the latest set wins per id (set ids sort by the time the set was formed)
-    frame = dropped.to_pandas().sort_values("set_id").drop_duplicates("id", keep="last")
+    # newest set first (set ids sort by the time the set was formed); ids are unique within a set
+    frame = dropped.to_pandas().sort_values("set_id", ascending=False, kind="stable")
     frame = frame[list(FILEDROP_COLUMNS)].rename(columns=FILEDROP_COLUMNS).reset_index(drop=True)
     frame["retail_price"] = [
         None if pd.isna(v) else Decimal(str(v)).quantize(_CENT) for v in frame["retail_price"].tolist()
     ]
-    failures = failing_rows(frame, PRODUCTS_TABLE)
-    good = frame.drop(index=list(failures))
+    refused: dict[str, str] = {}  # id -> why its latest row is refused
+    while True:  # the latest remaining row per id; a refused one gives way to the one before it
+        latest = frame.drop_duplicates("product_id", keep="first")
+        failures = failing_rows(latest, PRODUCTS_TABLE)  # positions in ``latest``
+        if not failures:
+            break
+        for position, rules in failures.items():
+            refused.setdefault(str(latest["product_id"].iloc[position]), "; ".join(rules))
+        frame = frame.drop(index=latest.index[list(failures)])
     schema = arrow_schema(PRODUCTS_TABLE)
-    usable = arrow.Table.from_pandas(good, schema=schema, preserve_index=False)
+    usable = arrow.Table.from_pandas(latest[schema.names].reset_index(drop=True), schema=schema, preserve_index=False)
     kept = base.filter(pc.invert(pc.is_in(base["product_id"], usable["product_id"])))
     table = arrow.concat_tables([kept, usable]).sort_by("product_id")
-    ids = [str(frame.at[i, "product_id"]) for i in failures]
-    return Dimension(table, kept.num_rows, usable.num_rows, _unusable(ids, ["; ".join(r) for r in failures.values()]))
+    return Dimension(table, kept.num_rows, usable.num_rows, _unusable(list(refused), list(refused.values())))
 
 
 def _unusable(ids: list[str], reasons: list[str]) -> arrow.Table:

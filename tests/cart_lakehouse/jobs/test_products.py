@@ -78,6 +78,27 @@ def test_file_drop_products_replace_their_rows_latest_set_wins_and_bad_rows_are_
     assert built.table.schema.equals(arrow_schema("products"))
 
 
+def test_a_refused_latest_row_gives_way_to_the_latest_valid_file_drop_row(tmp_path: Path) -> None:
+    lake = Lake.open(str(tmp_path))
+    write_parquet(
+        lake,
+        f"{silver_dir('products', '20261101T000000Z-aaaaaaaa')}/data.parquet",
+        _products([_row("P0002", name="Valid drop"), _row("P0302", name="Valid new")]),
+    )
+    write_parquet(
+        lake,
+        f"{silver_dir('products', '20261102T000000Z-bbbbbbbb')}/data.parquet",
+        _products([_row("P0002", category=None), _row("P0302", retail_price=0.0)]),
+    )
+    built = dimension(lake)
+    rows = {r["product_id"]: r for r in built.table.to_pylist()}
+    # the latest *valid* row: the first set's, not the committed CSV's, and not dropped
+    assert rows["P0002"]["product_name"] == "Valid drop"
+    assert rows["P0302"]["product_name"] == "Valid new"
+    assert sorted(built.unusable["product_id"].to_pylist()) == ["P0002", "P0302"]  # still shown
+    assert (built.from_filedrop, built.from_csv) == (2, 199)
+
+
 def test_the_asset_writes_the_dimension_and_reports_its_sources(tmp_path: Path) -> None:
     lake = Lake.open(str(tmp_path))
     write_parquet(
