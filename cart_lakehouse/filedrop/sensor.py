@@ -94,8 +94,10 @@ def incomplete_alert(formed: FormedSet, settings: LakeSettings) -> Alert:
         title=f"File set {formed.set_id}: {plural(len(formed.files), 'file')} missing referenced ids",
         reason=(
             f"still missing {missing} {settings.filedrop_set_wait_seconds:.0f} s after landing "
-            f"(CART_FILEDROP_SET_WAIT_SECONDS); not launched. Drop the files that hold them, or "
-            f"{force_instructions(formed.set_id)}"
+            f"(CART_FILEDROP_SET_WAIT_SECONDS); not launched, and it will not start on its own: files dropped "
+            f"now form sets of their own. If the files that hold those ids exist, drop them first and let them "
+            f"load; then (every reference is then found), or now (the items missing them load as warnings), "
+            f"{force_instructions(formed.set_id).removeprefix('to load it as it is, ')}"
         ),
         partition=formed.set_id,
         details={

@@ -215,6 +215,9 @@ def test_items_waiting_for_their_orders_are_reported_after_the_wait(
     assert alert["partition"] == incomplete
     assert "2 orders.order_id, 1 products.id" in alert["reason"]
     assert f"launch partition {incomplete} of filedrop_job" in alert["reason"]
+    # files dropped later do not complete this set: it says so, and what to do in which order
+    assert "it will not start on its own" in alert["reason"]
+    assert "drop them first and let them load" in alert["reason"]
     assert (
         alert["details"]["run_config_to_force"]
         == FORCE_RUN_CONFIG
