@@ -84,7 +84,8 @@ class MergeStats:
     committed: bool
 
 
-def _exactly(rows: arrow.Table, name: str) -> arrow.Table:
+def exactly(rows: arrow.Table, name: str) -> arrow.Table:
+    """The KPI table's columns in the contract's order and types (non-null where it says required)."""
     schema = arrow_schema(name, contract="kpis")
     return arrow.Table.from_arrays([rows.column(f.name).cast(f.type) for f in schema], schema=schema)
 
@@ -108,7 +109,7 @@ def merge_kpis(
     re-dropped set reports 0 updated and commits nothing. With ``dates``, ``rows`` are the whole
     content of those dates: a stored row of those dates not among them is deleted (a category that
     lost its last item there, a day whose orders all moved)."""
-    rows = _exactly(rows, name)
+    rows = exactly(rows, name)
     key = KPI_KEYS[name]
     uri, options = lake.uri(kpi_table(name)), storage_options(lake, aws)
     for attempt in range(1, MERGE_ATTEMPTS + 1):
@@ -170,11 +171,11 @@ def merge_kpis(
 def _read(table: DeltaTable, name: str, days: Iterable[date] | None) -> arrow.Table:
     """A Delta table's rows of ``days``, or all of them."""
     if days is None:
-        return _exactly(table.to_pyarrow_table(), name)
+        return exactly(table.to_pyarrow_table(), name)
     wanted = sorted(set(days))
     if not wanted:
         return arrow_schema(name, contract="kpis").empty_table()
-    return _exactly(table.to_pyarrow_table(filters=[("order_date", "in", wanted)]), name)
+    return exactly(table.to_pyarrow_table(filters=[("order_date", "in", wanted)]), name)
 
 
 def read_kpis(

@@ -34,6 +34,7 @@ from cart_lakehouse.filedrop.kpi_tables import (
     MergeStats,
     PushStats,
     as_item,
+    exactly,
     merge_kpis,
     push_kpis,
     read_items,
@@ -232,19 +233,13 @@ def compute_kpis(lake: Lake, dates: list[date], set_id: str) -> Kpis:
         undated = con.execute(_UNDATED).fetchall()
         row = con.execute("SELECT count(*) FROM items WHERE no_product").fetchone()
     return Kpis(
-        category=_exactly(category, "category_kpis"),
-        order=_exactly(order, "order_kpis"),
+        category=exactly(category, "category_kpis"),
+        order=exactly(order, "order_kpis"),
         dates=tuple(days),
         items_without_order=len(undated),
         items_without_order_sample=tuple((str(a), str(b)) for a, b in undated[:_SAMPLE]),
         unknown_product_items=int(row[0]) if row else 0,
     )
-
-
-def _exactly(rows: arrow.Table, name: str) -> arrow.Table:
-    """The KPI table's columns in the contract's order and types (non-null where it says required)."""
-    schema = arrow_schema(name, contract="kpis")
-    return arrow.Table.from_arrays([rows.column(f.name).cast(f.type) for f in schema], schema=schema)
 
 
 # --- reconciliation (the asset checks) ----------------------------------------------------------
