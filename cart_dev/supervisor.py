@@ -652,10 +652,14 @@ def write_dagster_yaml(home: Path, max_concurrent_runs: int) -> str:
     path = home / "dagster.yaml"
     if path.exists() and not path.read_text().startswith(DAGSTER_YAML_MARK):
         return f"keeping {path} (not written by cart-dev; --max-concurrent-runs does not apply)"
+    from cart_lakehouse.filedrop.partitions import SERIAL_LIMIT
+
     path.write_text(
         f"{DAGSTER_YAML_MARK}\n"
-        "# The QueuedRunCoordinator (dagster dev's default) starts queued runs up to this limit.\n"
+        "# The QueuedRunCoordinator (dagster dev's default) starts queued runs up to this limit,\n"
+        "# and file-drop runs one at a time (cart_lakehouse/filedrop/partitions.py says why).\n"
         f"run_queue:\n  max_concurrent_runs: {max_concurrent_runs}\n"
+        f"  tag_concurrency_limits:\n    - key: {SERIAL_LIMIT['key']}\n      limit: {SERIAL_LIMIT['limit']}\n"
     )
     return f"at most {max_concurrent_runs} run{'s' if max_concurrent_runs > 1 else ''} at a time ({path})"
 

@@ -63,7 +63,7 @@ from cart_lakehouse.filedrop.layout import (
     set_redrop,
     silver_dir,
 )
-from cart_lakehouse.filedrop.partitions import FILEDROP_JOB, FORCE_RUN_CONFIG, filedrop_sets
+from cart_lakehouse.filedrop.partitions import FILEDROP_JOB, FORCE_RUN_CONFIG, SERIAL_TAG, filedrop_sets
 from cart_lakehouse.filedrop.store import known_ids, read_sets, write_parquet
 from cart_lakehouse.filedrop.validation import SetValidation, validate_set
 from cart_lakehouse.lake import Lake
@@ -458,4 +458,5 @@ filedrop_job = define_asset_job(
     selection=FILEDROP_ASSETS,
     partitions_def=filedrop_sets,
     description="One file set: validate (or quarantine), bronze, silver, KPIs (Delta + DynamoDB), archive.",
+    tags={SERIAL_TAG: "true"},  # one set at a time (partitions.py says why)
 )

@@ -15,3 +15,10 @@ filedrop_sets = DynamicPartitionsDefinition(name="filedrop_sets")
 # incomplete set anyway, as the sensor's alert and the step's failure tell people to launch it
 BRONZE_OP = "filedrop__bronze"
 FORCE_RUN_CONFIG: dict[str, Any] = {"ops": {BRONZE_OP: {"config": {"force": True}}}}
+
+# every run of the file-drop job carries this tag, and the run queue lets one such run go at a time
+# (cart_dev/supervisor.py writes the limit; a deployment's dagster.yaml needs the same): two sets'
+# KPI steps recomputing the same order date from silver at once would let the one that read silver
+# first merge last, leaving that date without the other set's rows
+SERIAL_TAG = "cart/filedrop_serial"
+SERIAL_LIMIT = {"key": SERIAL_TAG, "limit": 1}

@@ -344,6 +344,15 @@ def test_the_dagster_instance_gets_a_run_queue_of_one_run(tmp_path: Path) -> Non
         coordinator = instance.run_coordinator
         assert isinstance(coordinator, QueuedRunCoordinator)
         assert coordinator.get_run_queue_config().max_concurrent_runs == 1
+    with DagsterInstance.from_config(str(tmp_path)) as instance:
+        # file-drop runs one at a time, whatever the limit: their KPI steps must not interleave
+        limits = instance.run_coordinator.get_run_queue_config().tag_concurrency_limits  # type: ignore[attr-defined]
+        assert [{"key": "cart/filedrop_serial", "limit": 1}] == [
+            {"key": limit["key"], "limit": limit["limit"]} for limit in limits
+        ]
+    from cart_lakehouse.filedrop.assets import filedrop_job
+
+    assert filedrop_job.tags == {"cart/filedrop_serial": "true"}
     write_dagster_yaml(tmp_path, 3)  # its own file is rewritten with the new limit
     with DagsterInstance.from_config(str(tmp_path)) as instance:
         assert instance.run_coordinator.get_run_queue_config().max_concurrent_runs == 3  # type: ignore[attr-defined]
