@@ -39,6 +39,7 @@ from dagster import (
 from cart_aws.aws import AwsClients
 from cart_aws.metrics import CloudWatchMetrics
 from cart_aws.settings import AwsSettings
+from cart_lakehouse.checks.schemas import arrow_schema
 from cart_lakehouse.filedrop import kpis
 from cart_lakehouse.filedrop.csvfile import FileRejected, check_size, typed
 from cart_lakehouse.filedrop.landing import (
@@ -46,6 +47,7 @@ from cart_lakehouse.filedrop.landing import (
     Landing,
     Notice,
     Outcome,
+    Replaced,
     mark_redrop,
     notify,
     redrop_mark,
@@ -108,14 +110,22 @@ def _reject(
     landing: Landing,
     clients: AwsClients,
     lake: Lake,
+    located: dict[str, str],
 ) -> Failure:
-    """Quarantine a failing set, write and send its report; the Failure the step raises."""
+    """Quarantine a failing set, write and send its report; the Failure the step raises.
+
+    ``located``: where each file was read (landing, or where an earlier run moved it; those stay)."""
     settings = clients.settings
-    moves = {f.key: quarantine_key(file_set.set_id, f.key) for f in file_set.files}
-    moved = landing.move_all({k: v for k, v in moves.items() if landing.size(k) is not None})
-    report = {**validation.report(), "set_id": file_set.set_id, "quarantined": moves}
+    moves = {
+        f.key: quarantine_key(file_set.set_id, f.key) if located.get(f.key, f.key) == f.key else located[f.key]
+        for f in file_set.files
+    }
+    # where the files go, saved before they move: a retry after a partial move finds them
+    Outcome(file_set.set_id, "quarantining", moves).save(lake)
+    replaced = landing.move_all(moves, {f.key: f.etag for f in file_set.files})
+    report = {**validation.report(), "set_id": file_set.set_id, "quarantined": moves, "replaced": replaced}
     report_uri = landing.put_json(quarantine_report_key(file_set.set_id), report)
-    Outcome(file_set.set_id, "rejected", moves, summary={"report": report_uri}).save(lake)
+    Outcome(file_set.set_id, "rejected", moves, summary={"report": report_uri, "replaced": replaced}).save(lake)
     rules = sorted({f.rule for f in validation.failures})
     notify(
         clients.sns,
@@ -125,7 +135,7 @@ def _reject(
             "rejected",
             [f.key for f in file_set.files],
             validation.rows,
-            {"rules": rules, "report": report_uri, "quarantine": sorted(moved.values())},
+            {"rules": rules, "report": report_uri, "quarantine": sorted(moves.values())},
         ),
     )
     CloudWatchMetrics(clients.cloudwatch).put({"SetsRejected": 1}, METRICS_DIMENSIONS)
@@ -175,7 +185,7 @@ def filedrop_bronze(
     repeated = None if config.force else redrop_of(the_lake, file_set)
     if repeated:
         mark_redrop(the_lake, set_id, repeated)
-        context.log.info(f"set {set_id} repeats the latest loaded set {repeated} byte for byte: nothing to load")
+        context.log.info(f"set {set_id} repeats the latest set in silver, {repeated}, byte for byte: nothing to load")
         earlier = Outcome.load(the_lake, repeated)
         rows = dict(earlier.summary.get("rows", {})) if earlier else {}
         return MaterializeResult(
@@ -184,27 +194,42 @@ def filedrop_bronze(
                 "rows": MetadataValue.json(rows),
                 "redrop_of": repeated,
                 "files": MetadataValue.json([f.key for f in file_set.files]),
-                "note": f"the same files (table, ETag, size) as set {repeated}, the latest loaded: KPIs cannot change",
+                "note": f"the same files (table, ETag, size) as {repeated}, the latest set in silver: no KPI changes",
             }
         )
     landing = Landing(clients.s3, settings.lake_bucket)
     outcome = Outcome.load(the_lake, set_id)
     data: dict[str, bytes] = {}
+    located: dict[str, str] = {}
     rejected: list[FileRejected] = []
     with timings.span("read files"):
         for f in file_set.files:
-            where = landing.locate(f.key, outcome)
+            try:
+                where = landing.locate(f.key, outcome, f.etag, [quarantine_key(set_id, f.key)])
+                if where is not None:
+                    size = landing.size(where)
+                    check_size(f.key, size or 0, settings.filedrop_max_file_bytes)
+                    # the very bytes the set was formed with, while they are still in landing
+                    data[f.key] = landing.read(where, f.etag if where == f.key else "")
+            except FileRejected as too_big:
+                rejected.append(too_big)
+            except Replaced as replaced:
+                raise Failure(
+                    description=(
+                        f"set {set_id} cannot be loaded as it was formed: {replaced}. The newer upload is a file "
+                        "of its own (the landing_files sensor puts it in another set); this set's other files "
+                        "stay in landing/. To load them, put them again (with the file replaced, if it belongs "
+                        "with them): that forms a new set."
+                    ),
+                    metadata={"file": f.key, "set_etag": replaced.etag, "landed_etag": replaced.current},
+                    allow_retries=False,
+                ) from None
             if where is None:
                 raise Failure(
                     description=f"{f.key} of set {set_id} is neither in landing nor where an earlier run moved it",
                     allow_retries=False,
                 )
-            try:
-                check_size(f.key, landing.size(where) or 0, settings.filedrop_max_file_bytes)
-            except FileRejected as too_big:
-                rejected.append(too_big)
-                continue
-            data[f.key] = landing.read(where)
+            located[f.key] = where
     with timings.span("validate"):
         validation = validate_set(
             data,
@@ -214,12 +239,12 @@ def filedrop_bronze(
             rejected=rejected,
         )
     if not validation.passed:
-        raise _reject(context, file_set, validation, landing, clients, the_lake)
+        raise _reject(context, file_set, validation, landing, clients, the_lake, located)
     with timings.span("write"):
         for key, raw in validation.bronze.items():
             table = file_set_table(file_set, key)
-            stem = file_name(key).rsplit(".", 1)[0]
-            write_parquet(the_lake, f"{bronze_dir(table, set_id)}/{stem}.parquet", raw)
+            # the whole name: drop.csv and drop.CSV are two files of the set, not one written twice
+            write_parquet(the_lake, f"{bronze_dir(table, set_id)}/{file_name(key)}.parquet", raw)
     for warning in validation.warnings:
         context.log.warning(f"set {set_id} forced through: {warning.rule} ({warning.failed_rows} rows)")
     return MaterializeResult(
@@ -278,6 +303,7 @@ def filedrop_silver(context: AssetExecutionContext, lake: LakeResource) -> Itera
         rows, failures = typed(table, raw.drop_columns(["set_id"]))
         if failures:  # bronze validated these very rows: a difference is a bug, not bad input
             raise Failure(description=f"{table}: typing failed after validation passed: {failures[:3]}")
+        rows = rows.cast(arrow_schema(table, contract="filedrop"))  # required columns non-null, as validated
         location = write_parquet(the_lake, path, rows)
         yield MaterializeResult(
             asset_key=SILVER[table],
@@ -410,13 +436,20 @@ def filedrop_archive(context: AssetExecutionContext, lake: LakeResource, aws: Aw
         f.key: (earlier.moved[f.key] if earlier and f.key in earlier.moved else archive_key(day, set_id, f.key))
         for f in file_set.files
     }
-    landing.move_all(moves)
+    # where the files go, saved before they move: a retry (after midnight too) moves the rest there
+    Outcome(set_id, "archiving", moves, summary=earlier.summary if earlier else {}).save(the_lake)
+    replaced = landing.move_all(moves, {f.key: f.etag for f in file_set.files})
+    for key in replaced:
+        context.log.warning(
+            f"{key} of set {set_id} was replaced by a newer upload before it was archived: the set's version is "
+            "gone (its rows are loaded); the newer upload stays in landing/ for its own set"
+        )
     repeated = redrop_mark(the_lake, set_id)
     earlier = Outcome.load(the_lake, repeated) if repeated else None
     # a re-drop holds the rows of the set it repeats (loaded then, not again now)
     rows = dict(earlier.summary["rows"]) if earlier else {table: _rows(the_lake, table, set_id) for table in TABLES}
     dates = kpis.touched_dates(the_lake, set_id)
-    Outcome(set_id, "loaded", moves, summary={"rows": rows, "redrop_of": repeated}).save(the_lake)
+    Outcome(set_id, "loaded", moves, summary={"rows": rows, "redrop_of": repeated, "replaced": replaced}).save(the_lake)
     notify(
         clients.sns,
         clients.topic_arn(settings.filedrop_topic),

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from cart_lakehouse.filedrop.layout import SETS, set_outcome, set_record, set_redrop
+from cart_lakehouse.filedrop.layout import TABLES, set_outcome, set_record, set_redrop
+from cart_lakehouse.filedrop.store import set_files
 from cart_lakehouse.lake import Lake
 
 if TYPE_CHECKING:
@@ -64,7 +65,8 @@ class FileSet:
 @dataclass
 class Outcome:
     """What became of a set: ``loaded`` (archived) or ``rejected`` (quarantined), and where each
-    file now is, so a rerun of the set reads them from there."""
+    file now is, so a rerun of the set reads them from there. ``archiving`` / ``quarantining``: the
+    files' destinations, saved before they move, so an attempt cut off halfway leaves them findable."""
 
     set_id: str
     status: str
@@ -86,21 +88,19 @@ def _signature(file_set: FileSet) -> list[tuple[str, str, int]]:
 
 
 def redrop_of(lake: Lake, file_set: FileSet) -> str | None:
-    """The loaded set this one repeats byte for byte, if that set is the latest loaded one.
+    """The loaded set this one repeats byte for byte, if that set is the latest one in silver.
 
     Then loading it again cannot change anything: silver's latest row per key would come from the
-    same bytes, so every KPI stays as it is. A repeat of an older set is loaded like any set (its
-    rows become the latest again, which may change KPIs)."""
-    loaded = sorted(
-        name.removesuffix(".outcome.json").rsplit("/", 1)[-1]
-        for name in lake.files(SETS)
-        if name.endswith(".outcome.json")
-    )
-    latest = next(
-        (s for s in reversed(loaded) if s < file_set.set_id and (o := Outcome.load(lake, s)) and o.status == "loaded"),
-        None,
-    )
+    same bytes, so every KPI stays as it is. The latest set *in silver* (not the latest loaded):
+    a later set that wrote silver but did not finish (a failed check, a run still going) has
+    rows that a repeat of an earlier set must win over again. A repeat of an older set, or of a
+    set whose run did not finish, is loaded like any set."""
+    in_silver = {s for table in TABLES for s in set_files(lake, "silver", table)}
+    latest = max((s for s in in_silver if s < file_set.set_id), default=None)
     if latest is None:
+        return None
+    outcome = Outcome.load(lake, latest)
+    if outcome is None or outcome.status != "loaded":
         return None
     return latest if _signature(FileSet.load(lake, latest)) == _signature(file_set) else None
 
@@ -115,6 +115,27 @@ def redrop_mark(lake: Lake, set_id: str) -> str | None:
     return str(json.loads(lake.read_bytes(path))["redrop_of"]) if lake.exists(path) else None
 
 
+def _etag(value: object) -> str:
+    return str(value or "").strip('"')
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+_GONE = ("404", "NoSuchKey", "NotFound")
+_CHANGED = ("412", "PreconditionFailed")
+
+
+class Replaced(Exception):
+    """A landed key no longer holds the bytes its set was formed with: a newer upload replaced
+    them (that upload is a file of its own, for another set)."""
+
+    def __init__(self, key: str, etag: str, current: str) -> None:
+        super().__init__(f"{key} was replaced by a newer upload (ETag {current or '?'}, the set has {etag})")
+        self.key, self.etag, self.current = key, etag, current
+
+
 class Landing:
     """The lake bucket's landed files, through boto3."""
 
@@ -122,30 +143,55 @@ class Landing:
         self.s3 = s3
         self.bucket = bucket
 
-    def size(self, key: str) -> int | None:
-        """The object's size, None when it is gone."""
+    def head(self, key: str) -> tuple[int, str] | None:
+        """The object's size and ETag (without quotes), None when it is gone."""
         try:
-            return int(self.s3.head_object(Bucket=self.bucket, Key=key)["ContentLength"])
+            head = self.s3.head_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            if _code(exc) in _GONE:
                 return None
             raise
+        return int(head["ContentLength"]), _etag(head.get("ETag"))
 
-    def read(self, key: str) -> bytes:
-        return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+    def size(self, key: str) -> int | None:
+        """The object's size, None when it is gone."""
+        found = self.head(key)
+        return None if found is None else found[0]
 
-    def locate(self, key: str, outcome: Outcome | None) -> str | None:
-        """Where a set's file is now: still in landing, or where an earlier run moved it."""
-        if self.size(key) is not None:
+    def read(self, key: str, etag: str = "") -> bytes:
+        """The object's bytes; with ``etag``, exactly that version (``Replaced`` otherwise)."""
+        try:
+            if etag:
+                return self.s3.get_object(Bucket=self.bucket, Key=key, IfMatch=f'"{_etag(etag)}"')["Body"].read()
+            return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except ClientError as exc:
+            if etag and _code(exc) in _CHANGED:
+                raise Replaced(key, _etag(etag), "") from None
+            raise
+
+    def locate(self, key: str, outcome: Outcome | None, etag: str = "", elsewhere: Sequence[str] = ()) -> str | None:
+        """Where a set's file is now: still in landing, or where an earlier run moved it (its
+        outcome says, or, for a run cut off before it said, one of ``elsewhere``). With the set's
+        ``etag``, a landed key holding another upload is not the set's file: ``Replaced`` when its
+        own bytes are nowhere else."""
+        found = self.head(key)
+        if found is not None and (not etag or found[1] == _etag(etag)):
             return key
         moved = outcome.moved.get(key) if outcome else None
-        if moved and self.size(moved) is not None:
-            return moved
+        for candidate in [moved, *elsewhere]:
+            if candidate and self.size(candidate) is not None:
+                return candidate
+        if found is not None:
+            raise Replaced(key, _etag(etag), found[1])
         return None
 
-    def move(self, source: str, target: str) -> None:
-        """Copy, verify the copy (size, and the ETag when both are single-part), then delete."""
+    def move(self, source: str, target: str, etag: str = "") -> bool:
+        """Copy, verify the copy (size, and the ETag when both are single-part), then delete the
+        landed file if it still is the version copied. With ``etag``, only that version is moved:
+        False (nothing done) when the key holds another upload, which belongs to another set."""
         head = self.s3.head_object(Bucket=self.bucket, Key=source)
+        if etag and _etag(head.get("ETag")) != _etag(etag):
+            return False
         # managed copy: multipart above 8 MB, so files past the 5 GB CopyObject limit move too
         self.s3.copy({"Bucket": self.bucket, "Key": source}, self.bucket, target)
         copy = self.s3.head_object(Bucket=self.bucket, Key=target)
@@ -153,19 +199,35 @@ class Landing:
         etags = (str(head.get("ETag", "")), str(copy.get("ETag", "")))
         single_part = all("-" not in e for e in etags)
         if not same_size or (single_part and etags[0] != etags[1]):
+            # the key was replaced between the head and the copy: the copy is not the set's file
+            self.s3.delete_object(Bucket=self.bucket, Key=target)
             raise RuntimeError(
                 f"copy of s3://{self.bucket}/{source} to {target} does not match "
                 f"(size {head['ContentLength']} vs {copy['ContentLength']}, ETag {etags[0]} vs {etags[1]}); "
                 "the landed file is kept"
             )
-        self.s3.delete_object(Bucket=self.bucket, Key=source)
+        try:  # only the version copied: a newer upload landing meanwhile stays for its own set
+            self.s3.delete_object(Bucket=self.bucket, Key=source, IfMatch=etags[0])
+        except ClientError as exc:
+            if _code(exc) not in _CHANGED + _GONE:
+                raise
+        return True
 
-    def move_all(self, moves: Mapping[str, str]) -> dict[str, str]:
-        """Move each file that is still in landing (in parallel); returns every file's new key."""
+    def move_all(self, moves: Mapping[str, str], etags: Mapping[str, str] | None = None) -> list[str]:
+        """Move each file that is still in landing (in parallel), only the version of ``etags``
+        (landing key -> ETag) when given. Returns the keys whose file could not be moved because
+        a newer upload replaced it before its copy was made (its bytes are gone; the newer upload
+        stays in landing)."""
         pending = [(s, t) for s, t in moves.items() if s != t and self.size(s) is not None]
+
+        def one(move: tuple[str, str]) -> str | None:
+            source, target = move
+            if self.move(source, target, (etags or {}).get(source, "")):
+                return None
+            return None if self.size(target) is not None else source  # moved by an earlier run
+
         with ThreadPoolExecutor(max_workers=max(1, min(len(pending), 8))) as pool:
-            list(pool.map(lambda move: self.move(*move), pending))  # list(): raise the first error
-        return dict(moves)
+            return [k for k in pool.map(one, pending) if k]  # list: raises the first error
 
     def put_json(self, key: str, document: Any) -> str:
         self.s3.put_object(

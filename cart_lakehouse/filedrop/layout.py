@@ -82,5 +82,5 @@ def set_outcome(set_id: str) -> str:
 
 
 def set_redrop(set_id: str) -> str:
-    """Lake path of the note that a set is a re-drop: byte for byte the files of the latest loaded set."""
+    """Lake path of the note that a set is a re-drop: byte for byte the files of the latest set in silver."""
     return f"{SETS}/{set_id}.redrop.json"

@@ -13,15 +13,25 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.csv as arrow_csv
+import pyarrow.parquet as pq
 import pytest
-from dagster import DagsterInstance, ExecuteInProcessResult, SensorResult, build_sensor_context, materialize
+from dagster import (
+    AssetSelection,
+    DagsterInstance,
+    ExecuteInProcessResult,
+    SensorResult,
+    build_sensor_context,
+    materialize,
+)
 
 from cart_api.settings import Settings
 from cart_aws.aws import AwsClients
+from cart_lakehouse.checks.schemas import arrow_schema
 from cart_lakehouse.filedrop import assets as filedrop
 from cart_lakehouse.filedrop.checks import FILEDROP_GATES
 from cart_lakehouse.filedrop.kpis import read_items, read_kpis
-from cart_lakehouse.filedrop.layout import quarantine_report_key
+from cart_lakehouse.filedrop.landing import Landing
+from cart_lakehouse.filedrop.layout import quarantine_key, quarantine_report_key, silver_dir
 from cart_lakehouse.filedrop.partitions import FORCE_RUN_CONFIG
 from cart_lakehouse.filedrop.sample import FAULTS, generate_set, late_items
 from cart_lakehouse.filedrop.sensor import landing_files_sensor
@@ -79,10 +89,13 @@ def sets_launched(settings: Settings, env: dict[str, Any]) -> list[str]:
     return [str(r.partition_key) for r in result.run_requests or []]
 
 
-def run_set(settings: Settings, env: dict[str, Any], set_id: str, force: bool = False) -> ExecuteInProcessResult:
+def run_set(
+    settings: Settings, env: dict[str, Any], set_id: str, force: bool = False, selection: AssetSelection | None = None
+) -> ExecuteInProcessResult:
     config = FORCE_RUN_CONFIG if force else None  # what the alert and the failure tell people to use
     return materialize(
         [*ASSETS, *FILEDROP_GATES],
+        selection=selection,
         partition_key=set_id,
         instance=env["instance"],
         resources=resources(settings, env["root"]),
@@ -281,6 +294,135 @@ def test_an_incomplete_set_waits_is_reported_and_can_be_forced_through(
     assert kpi_metadata["order_kpis"]["items_without_order"].value == items  # counted, not dropped
     assert read_kpis(env["lake"], "order_kpis").num_rows == 0  # no order, no order date
     assert keys(aws, settings, "landing/") == []
+
+
+def _replacement(files: dict[str, bytes], key: str) -> bytes:
+    """The producer's corrected upload of ``key``: the same orders, one status changed."""
+    corrected = files[key].replace(b",delivered,", b",cancelled,", 1)
+    assert corrected != files[key]
+    return corrected
+
+
+def body(aws: AwsClients, settings: Settings, key: str) -> bytes:
+    return aws.s3.get_object(Bucket=settings.lake_bucket, Key=key)["Body"].read()
+
+
+def test_a_file_replaced_in_landing_after_its_set_formed_is_not_loaded_under_that_set(
+    settings: Settings, aws: AwsClients, env: dict[str, Any]
+) -> None:
+    files = generate_set(seed=13, orders=30, days=1, name="swap")
+    drop(aws, settings, files)
+    [first] = sets_launched(settings, env)
+    orders = next(k for k in files if k.startswith("landing/orders/"))
+    corrected = _replacement(files, orders)
+    drop(aws, settings, {orders: corrected})  # a new upload of the key before the set's run read it
+
+    refused = run_set(settings, env, first)
+
+    assert not refused.success
+    message = refused.get_step_failure_events()[0].step_failure_data.user_failure_data.description
+    assert "replaced by a newer upload" in message
+    assert keys(aws, settings, "landing/") == sorted(files)  # nothing moved, nothing archived
+    assert body(aws, settings, orders) == corrected
+    [second] = sets_launched(settings, env)  # the new upload: a file of its own
+    assert run_set(settings, env, second).success
+    [archived] = keys(aws, settings, "archive/")
+    assert f"/{second}/" in archived
+    assert keys(aws, settings, "landing/") == sorted(k for k in files if k != orders)
+
+
+def test_a_file_replaced_before_its_set_is_archived_stays_in_landing_for_its_own_set(
+    settings: Settings, aws: AwsClients, env: dict[str, Any]
+) -> None:
+    files = generate_set(seed=14, orders=30, days=1, name="late-swap")
+    drop(aws, settings, files)
+    [first] = sets_launched(settings, env)
+    loaded = run_set(settings, env, first, selection=filedrop.FILEDROP_ASSETS - AssetSelection.assets(filedrop.ARCHIVE))
+    assert loaded.success
+    orders = next(k for k in files if k.startswith("landing/orders/"))
+    corrected = _replacement(files, orders)
+    drop(aws, settings, {orders: corrected})  # after the set was read, before it was archived
+
+    assert run_set(settings, env, first, selection=AssetSelection.assets(filedrop.ARCHIVE)).success
+
+    assert keys(aws, settings, "landing/") == [orders]  # the new upload was neither moved nor deleted
+    assert body(aws, settings, orders) == corrected
+    assert len(keys(aws, settings, "archive/")) == 2  # the set's other files; its own orders bytes are gone
+    [second] = sets_launched(settings, env)
+    assert run_set(settings, env, second).success
+    assert keys(aws, settings, "landing/") == []
+
+
+def test_a_set_cut_off_while_being_quarantined_is_rejected_again_with_every_file_in_quarantine(
+    settings: Settings, aws: AwsClients, env: dict[str, Any]
+) -> None:
+    files = FAULTS["orders.status: enum"](generate_set(seed=15, orders=30, days=1, name="cut"))
+    drop(aws, settings, files)
+    [set_id] = sets_launched(settings, env)
+    # an earlier attempt quarantined one file, then its process died (no report, no outcome yet)
+    items = next(k for k in files if k.startswith("landing/order_items/"))
+    Landing(aws.s3, settings.lake_bucket).move(items, quarantine_key(set_id, items))
+
+    result = run_set(settings, env, set_id)
+
+    assert not result.success
+    message = result.get_step_failure_events()[0].step_failure_data.user_failure_data.description
+    assert message.startswith(f"set {set_id} rejected: orders.status: enum")
+    assert keys(aws, settings, "landing/") == []
+    assert keys(aws, settings, f"quarantine/landing/{set_id}/") == sorted(
+        [quarantine_key(set_id, k) for k in files] + [quarantine_report_key(set_id)]
+    )
+
+
+def test_a_redrop_after_a_set_that_did_not_finish_loading_is_loaded_again(
+    settings: Settings, aws: AwsClients, env: dict[str, Any]
+) -> None:
+    files = generate_set(seed=16, orders=40, days=1, name="again")
+    drop(aws, settings, files)
+    [first] = sets_launched(settings, env)
+    assert run_set(settings, env, first).success
+    before = read_kpis(env["lake"], "order_kpis")
+
+    # the same orders with returns, loaded into silver and the KPIs, but not archived (a failed
+    # step, or a run still going): the latest *loaded* set is still the first one
+    orders = next(k for k in files if k.startswith("landing/orders/"))
+    returned = files[orders].replace(b",delivered,", b",returned,")
+    drop(aws, settings, {orders: returned})
+    [second] = sets_launched(settings, env)
+    partial = run_set(
+        settings, env, second, selection=filedrop.FILEDROP_ASSETS - AssetSelection.assets(filedrop.ARCHIVE)
+    )
+    assert partial.success
+    assert not read_kpis(env["lake"], "order_kpis").equals(before)
+
+    drop(aws, settings, files)  # the first set's very files again: their rows must win again
+    [third] = sets_launched(settings, env)
+    again = run_set(settings, env, third)
+
+    assert again.success
+    assert "redrop_of" not in again.asset_materializations_for_node("filedrop__bronze")[0].metadata
+    after = read_kpis(env["lake"], "order_kpis").drop_columns(["updated_by_set"])
+    assert after.equals(before.drop_columns(["updated_by_set"]))
+
+
+def test_two_files_whose_names_differ_only_in_case_are_both_loaded(
+    settings: Settings, aws: AwsClients, env: dict[str, Any]
+) -> None:
+    files = generate_set(seed=17, orders=40, days=1, name="split")
+    orders = next(k for k in files if k.startswith("landing/orders/"))
+    header, *rows = files.pop(orders).splitlines(keepends=True)
+    half = len(rows) // 2
+    files[orders] = header + b"".join(rows[:half])
+    files[orders.removesuffix(".csv") + ".CSV"] = header + b"".join(rows[half:])
+    drop(aws, settings, files)
+    [set_id] = sets_launched(settings, env)
+
+    assert run_set(settings, env, set_id).success
+
+    assert sum(r["total_orders"] for r in read_kpis(env["lake"], "order_kpis").to_pylist()) == len(rows)
+    # silver is typed as the contract says, nullability too (required columns are not nullable)
+    silver = pq.read_schema(env["lake"].path(f"{silver_dir('orders', set_id)}/data.parquet"))
+    assert silver.equals(arrow_schema("orders", contract="filedrop"))
 
 
 def lake_settings_wait() -> float:
