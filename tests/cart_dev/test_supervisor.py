@@ -347,8 +347,8 @@ def test_the_dagster_instance_gets_a_run_queue_of_one_run(tmp_path: Path) -> Non
     with DagsterInstance.from_config(str(tmp_path)) as instance:
         # file-drop runs one at a time, whatever the limit: their KPI steps must not interleave
         limits = instance.run_coordinator.get_run_queue_config().tag_concurrency_limits  # type: ignore[attr-defined]
-        assert [{"key": "cart/filedrop_serial", "limit": 1}] == [
-            {"key": limit["key"], "limit": limit["limit"]} for limit in limits
+        assert [{"key": limit["key"], "limit": limit["limit"]} for limit in limits] == [
+            {"key": "cart/filedrop_serial", "limit": 1}
         ]
     from cart_lakehouse.filedrop.assets import filedrop_job
 
