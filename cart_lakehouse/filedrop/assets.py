@@ -67,7 +67,7 @@ from cart_lakehouse.filedrop.layout import (
 )
 from cart_lakehouse.filedrop.partitions import FILEDROP_JOB, FORCE_RUN_CONFIG, SERIAL_TAG, filedrop_sets
 from cart_lakehouse.filedrop.store import known_ids, read_sets, write_parquet
-from cart_lakehouse.filedrop.validation import SetValidation, validate_set
+from cart_lakehouse.filedrop.validation import SetValidation, references, validate_set
 from cart_lakehouse.lake import Lake
 from cart_lakehouse.metadata import column_schema, preview
 from cart_lakehouse.resources import AwsResource, LakeResource
@@ -173,14 +173,6 @@ def filedrop_bronze(
     the_lake, clients, settings = lake.lake(), aws.clients(), aws.settings()
     timings = Timings()
     file_set = FileSet.load(the_lake, set_id)
-    if not file_set.complete and not config.force:
-        raise Failure(
-            description=(
-                f"set {set_id} is incomplete ({file_set.details.get('reason', file_set.details)}); to load it "
-                f"anyway, launch this partition with the run config {json.dumps(FORCE_RUN_CONFIG)}"
-            ),
-            allow_retries=False,
-        )
     the_lake.delete(set_redrop(set_id))  # a rerun decides again
     repeated = None if config.force else redrop_of(the_lake, file_set)
     if repeated:
@@ -238,6 +230,19 @@ def filedrop_bronze(
             force=config.force,
             rejected=rejected,
         )
+    if not validation.passed and not config.force and _only_missing_references(validation):
+        # still waiting for orders or products: not bad input, so nothing is quarantined (once they
+        # have loaded, a rerun of this partition loads it; or it is forced through)
+        raise Failure(
+            description=(
+                f"set {set_id} is incomplete: "
+                f"{', '.join(f'{f.rule} ({f.failed_rows} rows)' for f in validation.failures)}. "
+                "Load the missing orders or products first (drop them: they form a set of their own), "
+                f"then run this partition again; or load it anyway with the run config {json.dumps(FORCE_RUN_CONFIG)}"
+            ),
+            metadata={"report": MetadataValue.md(validation.markdown())},
+            allow_retries=False,
+        )
     if not validation.passed:
         raise _reject(context, file_set, validation, landing, clients, the_lake, located)
     with timings.span("write"):
@@ -257,6 +262,12 @@ def filedrop_bronze(
             **timings.metadata(),
         }
     )
+
+
+def _only_missing_references(validation: SetValidation) -> bool:
+    """Whether every rule the set broke is a reference to an order or product not loaded (yet)."""
+    referential = {r.rule for r in references()}
+    return all(f.rule in referential for f in validation.failures)
 
 
 def file_set_table(file_set: FileSet, key: str) -> str:

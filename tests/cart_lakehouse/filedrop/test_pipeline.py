@@ -429,3 +429,26 @@ def lake_settings_wait() -> float:
     from cart_lakehouse.settings import lake_settings
 
     return lake_settings().filedrop_set_wait_seconds
+
+
+def test_an_incomplete_set_loads_once_its_orders_and_products_have_loaded(
+    settings: Settings, aws: AwsClients, env: dict[str, Any]
+) -> None:
+    items = generate_set(seed=12, orders=30, days=1, name="early", tables=("order_items",))
+    drop(aws, settings, items)
+    context = build_sensor_context(instance=env["instance"], resources=resources(settings, env["root"]))
+    after_wait = datetime.now(UTC) + timedelta(seconds=lake_settings_wait() + 60)
+    result = landing_files_sensor(lambda: after_wait)(context)
+    assert isinstance(result, SensorResult)
+    [waiting] = [k for r in result.dynamic_partitions_requests or [] for k in r.partition_keys or []]
+    env["instance"].add_dynamic_partitions("filedrop_sets", [waiting])
+    assert not run_set(settings, env, waiting).success  # refused: its orders and products are missing
+
+    drop(aws, settings, generate_set(seed=12, orders=30, days=1, name="late", tables=("orders", "products")))
+    [completing] = sets_launched(settings, env)
+    assert run_set(settings, env, completing).success
+
+    rerun = run_set(settings, env, waiting)  # no force needed any more
+    assert rerun.success
+    assert read_kpis(env["lake"], "order_kpis").column("total_items_sold").to_pylist()[0] > 0
+    assert keys(aws, settings, "landing/") == []
