@@ -272,13 +272,7 @@ def test_an_incomplete_set_waits_is_reported_and_can_be_forced_through(
     drop(aws, settings, files)
     assert sets_launched(settings, env) == []  # waiting for their orders and products
 
-    context = build_sensor_context(instance=env["instance"], resources=resources(settings, env["root"]))
-    after_wait = datetime.now(UTC) + timedelta(seconds=lake_settings_wait() + 60)
-    result = landing_files_sensor(lambda: after_wait)(context)
-    assert isinstance(result, SensorResult)
-    assert not result.run_requests  # reported, not launched
-    [set_id] = [k for r in result.dynamic_partitions_requests or [] for k in r.partition_keys or []]
-    env["instance"].add_dynamic_partitions("filedrop_sets", [set_id])
+    set_id = incomplete_set(settings, env)
 
     refused = run_set(settings, env, set_id)
     assert not refused.success
@@ -425,10 +419,19 @@ def test_two_files_whose_names_differ_only_in_case_are_both_loaded(
     assert silver.equals(arrow_schema("orders", contract="filedrop"))
 
 
-def lake_settings_wait() -> float:
+def incomplete_set(settings: Settings, env: dict[str, Any]) -> str:
+    """A tick once the set wait is over: the waiting files become one incomplete set, added as a
+    partition (the daemon's part applied) and reported, not launched."""
     from cart_lakehouse.settings import lake_settings
 
-    return lake_settings().filedrop_set_wait_seconds
+    context = build_sensor_context(instance=env["instance"], resources=resources(settings, env["root"]))
+    after_wait = datetime.now(UTC) + timedelta(seconds=lake_settings().filedrop_set_wait_seconds + 60)
+    result = landing_files_sensor(lambda: after_wait)(context)
+    assert isinstance(result, SensorResult)
+    assert not result.run_requests
+    [set_id] = [k for r in result.dynamic_partitions_requests or [] for k in r.partition_keys or []]
+    env["instance"].add_dynamic_partitions("filedrop_sets", [set_id])
+    return set_id
 
 
 def test_an_incomplete_set_loads_once_its_orders_and_products_have_loaded(
@@ -436,12 +439,7 @@ def test_an_incomplete_set_loads_once_its_orders_and_products_have_loaded(
 ) -> None:
     items = generate_set(seed=12, orders=30, days=1, name="early", tables=("order_items",))
     drop(aws, settings, items)
-    context = build_sensor_context(instance=env["instance"], resources=resources(settings, env["root"]))
-    after_wait = datetime.now(UTC) + timedelta(seconds=lake_settings_wait() + 60)
-    result = landing_files_sensor(lambda: after_wait)(context)
-    assert isinstance(result, SensorResult)
-    [waiting] = [k for r in result.dynamic_partitions_requests or [] for k in r.partition_keys or []]
-    env["instance"].add_dynamic_partitions("filedrop_sets", [waiting])
+    waiting = incomplete_set(settings, env)
     assert not run_set(settings, env, waiting).success  # refused: its orders and products are missing
 
     drop(aws, settings, generate_set(seed=12, orders=30, days=1, name="late", tables=("orders", "products")))
