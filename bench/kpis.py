@@ -43,7 +43,7 @@ from dagster import (
     materialize,
 )
 
-from bench.report import machine, say, write_section
+from bench.report import machine, peak_rss_gb, say, write_section
 from cart_api.settings import Settings
 from cart_aws.aws import AwsClients
 from cart_aws.provision import provision
@@ -320,17 +320,6 @@ def goals(items: int, first: Drop, again: Drop) -> list[tuple[str, bool, str]]:
             f"{again.whole:.1f} s",
         ),
     ]
-
-
-def peak_rss_gb(pid: int | str = "self") -> float:
-    """A process's peak resident memory (Linux VmHWM), in GB; 0 where /proc does not tell."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1e6
-    except OSError:
-        pass
-    return 0.0
 
 
 def run_bench(items: int, seed: int) -> tuple[list[Row], Drop, Drop, str, str]:

@@ -32,7 +32,7 @@ from dagster import DagsterEventType, ExecuteInProcessResult
 from dagster_pyspark import LazyPySparkResource
 from pyspark.sql import DataFrame
 
-from bench.report import machine, say, write_section
+from bench.report import machine, peak_rss_gb, say, write_section
 from cart_api.models import Purchase
 from cart_api.settings import Settings
 from cart_api.store import to_item
@@ -176,17 +176,6 @@ def profile_table(spans: list[Span], total: float) -> str:
         indent = "· " * s.depth
         lines.append(f"| {indent}{s.name} | {s.seconds:.2f} | {100 * s.seconds / total:.0f}% |")
     return "\n".join(lines)
-
-
-def peak_rss_gb(pid: int | str = "self") -> float:
-    """A process's peak resident memory (Linux VmHWM), in GB; 0 where /proc does not tell."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1e6
-    except OSError:
-        pass
-    return 0.0
 
 
 def peak_memory(bench: Bench) -> str:

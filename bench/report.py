@@ -39,3 +39,14 @@ def write_section(path: Path, name: str, text: str) -> None:
     else:
         current = current.rstrip("\n") + f"\n\n## {name}\n\n{block}\n"
     path.write_text(current)
+
+
+def peak_rss_gb(pid: int | str = "self") -> float:
+    """A process's peak resident memory (Linux VmHWM), in GB; 0 where /proc does not tell."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1e6
+    except OSError:
+        pass
+    return 0.0

@@ -54,6 +54,24 @@ class Column:
 
 
 @dataclass(frozen=True)
+class ForeignKey:
+    """A relationship of type foreignKey: ``table.column`` values must exist in ``target``."""
+
+    table: str
+    column: str
+    target_table: str
+    target_column: str
+
+    @property
+    def target(self) -> str:
+        return f"{self.target_table}.{self.target_column}"
+
+    @property
+    def rule(self) -> str:
+        return f"{self.table}.{self.column} -> {self.target}"
+
+
+@dataclass(frozen=True)
 class Contract:
     name: str
     version: str
@@ -71,6 +89,17 @@ class Contract:
         """The columns that identify a row, in key order."""
         keyed = [c for c in self.columns(schema_object) if c.primary_key_position is not None]
         return tuple(c.name for c in sorted(keyed, key=lambda c: c.primary_key_position or 0))
+
+    def foreign_keys(self) -> tuple[ForeignKey, ...]:
+        """Every property's ODCS ``relationships`` of type foreignKey (``to: table.column``)."""
+        found = []
+        for obj in self.document.schema_ or []:
+            for prop in obj.properties or []:
+                for rel in prop.relationships or []:
+                    if rel.type == "foreignKey" and isinstance(rel.to, str) and obj.name and prop.name:
+                        target_table, target_column = rel.to.split(".", 1)
+                        found.append(ForeignKey(obj.name, prop.name, target_table, target_column))
+        return tuple(found)
 
     def column(self, name: str, schema_object: str | None = None) -> Column:
         for col in self.columns(schema_object):

@@ -127,6 +127,16 @@ _GONE = ("404", "NoSuchKey", "NotFound")
 _CHANGED = ("412", "PreconditionFailed")
 
 
+def is_gone(exc: ClientError) -> bool:
+    """S3 says the object is not there (HeadObject answers 404, GetObject NoSuchKey)."""
+    return _code(exc) in _GONE
+
+
+def is_replaced(exc: ClientError) -> bool:
+    """S3 refused an If-Match: the key holds other bytes now."""
+    return _code(exc) in _CHANGED
+
+
 class Replaced(Exception):
     """A landed key no longer holds the bytes its set was formed with: a newer upload replaced
     them (that upload is a file of its own, for another set)."""
@@ -148,7 +158,7 @@ class Landing:
         try:
             head = self.s3.head_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
-            if _code(exc) in _GONE:
+            if is_gone(exc):
                 return None
             raise
         return int(head["ContentLength"]), _etag(head.get("ETag"))

@@ -42,7 +42,6 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import cache
 from typing import IO, TYPE_CHECKING, Any
 
 import pyarrow as arrow
@@ -52,10 +51,11 @@ import pyarrow.parquet as pq
 from botocore.exceptions import ClientError
 
 from cart_lakehouse.filedrop.events import LandedObject
+from cart_lakehouse.filedrop.landing import is_gone, is_replaced
 from cart_lakehouse.filedrop.layout import MANIFEST, TABLES, set_record, table_of
 from cart_lakehouse.filedrop.store import write_parquet
 from cart_lakehouse.lake import Lake
-from contracts import load_contract
+from contracts import ForeignKey, load_contract
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -219,31 +219,9 @@ class Manifest:
 
 
 # --- references -------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Reference:
-    """A foreign key of the file-drop contract: ``table.column`` -> ``target_table.target_column``."""
-
-    table: str
-    column: str
-    target_table: str
-    target_column: str
-
-    @property
-    def target(self) -> str:
-        return f"{self.target_table}.{self.target_column}"
-
-
-@cache
-def references() -> tuple[Reference, ...]:
+def references() -> tuple[ForeignKey, ...]:
     """The contract's foreign keys (ODCS ``relationships`` of type foreignKey)."""
-    found: list[Reference] = []
-    for obj in load_contract("filedrop").document.schema_ or []:
-        for prop in obj.properties or []:
-            for rel in prop.relationships or []:
-                if rel.type == "foreignKey" and obj.name and prop.name and isinstance(rel.to, str):
-                    target_table, target_column = rel.to.split(".", 1)
-                    found.append(Reference(obj.name, prop.name, target_table, target_column))
-    return tuple(found)
+    return load_contract("filedrop").foreign_keys()
 
 
 def reference_columns(table: str) -> dict[str, tuple[str, str]]:
@@ -338,10 +316,9 @@ class RefReader:
             # IfMatch: exactly the bytes the event announced, or nothing
             body = self.s3.get_object(Bucket=self.bucket, Key=entry.key, IfMatch=f'"{entry.etag}"')["Body"]
         except ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", ""))
-            if code in ("404", "NoSuchKey", "NotFound"):
+            if is_gone(exc):
                 return Gone("deleted from the bucket before its set was formed (GetObject: NoSuchKey)")
-            if code in ("412", "PreconditionFailed"):
+            if is_replaced(exc):
                 return Gone("replaced by another upload before its set was formed (ETag changed)")
             raise
         try:

@@ -44,6 +44,7 @@ from cart_aws.aws import AwsClients
 from cart_lakehouse.alerts import Alert, publish_alert
 from cart_lakehouse.automation import TRIGGER_TAG
 from cart_lakehouse.filedrop.events import LandedObject, Received, delete, receive
+from cart_lakehouse.filedrop.landing import is_gone
 from cart_lakehouse.filedrop.layout import set_record
 from cart_lakehouse.filedrop.manifest import (
     INCOMPLETE,
@@ -122,7 +123,7 @@ class S3Heads:
         try:
             head = self.s3.head_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
-            if str(exc.response.get("Error", {}).get("Code", "")) in ("404", "NoSuchKey", "NotFound"):
+            if is_gone(exc):
                 return None
             raise
         return ObjectHead(str(head.get("ETag", "")).strip('"'), int(head.get("ContentLength", 0)))

@@ -48,7 +48,7 @@ from cart_lakehouse.filedrop.csvfile import (
     typed,
 )
 from cart_lakehouse.filedrop.layout import TABLES
-from contracts import Column, load_contract
+from contracts import Column, ForeignKey, load_contract
 
 SAMPLE_ROWS = 5
 Rows = npt.NDArray[np.int64]
@@ -78,31 +78,9 @@ class RuleFailure:
         }
 
 
-@dataclass(frozen=True)
-class Reference:
-    """A relationship of the contract: ``table.column`` values must exist in ``target.target_column``."""
-
-    table: str
-    column: str
-    target: str
-    target_column: str
-
-    @property
-    def rule(self) -> str:
-        return f"{self.table}.{self.column} -> {self.target}.{self.target_column}"
-
-
-@cache
-def references() -> tuple[Reference, ...]:
+def references() -> tuple[ForeignKey, ...]:
     """The foreign keys of the file drop's contract (ODCS ``relationships``)."""
-    found = []
-    for obj in load_contract(CONTRACT).document.schema_ or []:
-        for prop in obj.properties or []:
-            for rel in prop.relationships or []:
-                if rel.type == "foreignKey" and rel.to and obj.name and prop.name:
-                    target, target_column = str(rel.to).split(".", 1)
-                    found.append(Reference(obj.name, prop.name, target, target_column))
-    return tuple(found)
+    return load_contract(CONTRACT).foreign_keys()
 
 
 @dataclass
@@ -331,17 +309,19 @@ def _references(
 ) -> list[RuleFailure]:
     failures = []
     for ref in references():
-        if ref.table in rejected or ref.target in rejected:
-            which = ref.target if ref.target in rejected else ref.table
+        if ref.table in rejected or ref.target_table in rejected:
+            which = ref.target_table if ref.target_table in rejected else ref.table
             notes.append(f"`{ref.rule}` not checked: a file of {which} was rejected")
             continue
         source = tables.get(ref.table)
         if source is None:
             continue
         values = source.typed.column(ref.column)
-        allowed = [arrow.array(list(known.get(ref.target, ())), arrow.string())]
-        if ref.target in tables:
-            allowed.append(tables[ref.target].typed.column(ref.target_column).combine_chunks().cast(arrow.string()))
+        allowed = [arrow.array(list(known.get(ref.target_table, ())), arrow.string())]
+        if ref.target_table in tables:
+            allowed.append(
+                tables[ref.target_table].typed.column(ref.target_column).combine_chunks().cast(arrow.string())
+            )
         value_set = pc.unique(arrow.concat_arrays(allowed))
         dangling = pc.and_(pc.is_valid(values), pc.invert(pc.is_in(values, value_set=value_set)))
         rows = np.flatnonzero(dangling.to_numpy(zero_copy_only=False)).astype(np.int64)
@@ -350,7 +330,7 @@ def _references(
         missing = pc.unique(values.take(arrow.array(rows))).to_pylist()
         shown = ", ".join(map(str, missing[:5])) + (", ..." if len(missing) > 5 else "")
         detail = (
-            f"{len(rows):,} row(s) reference {len(missing):,} {ref.target}.{ref.target_column} value(s) "
+            f"{len(rows):,} row(s) reference {len(missing):,} {ref.target} value(s) "
             f"neither in this set nor loaded before: {shown}"
         )
         failures.append(source.failure(ref.rule, rows, detail))

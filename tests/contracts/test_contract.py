@@ -158,3 +158,13 @@ def test_every_contract_passes_datacontract_lint(name: str) -> None:
 def test_every_contract_validates_against_the_odcs_json_schema(name: str) -> None:
     schema = json.loads(resources.files("open_data_contract_standard").joinpath("schema.json").read_text())
     jsonschema.validate(yaml.safe_load(contract_text(name)), schema)
+
+
+def test_foreign_keys_are_the_contracts_relationships() -> None:
+    keys = load_contract("filedrop").foreign_keys()
+    assert [(k.table, k.column, k.target) for k in keys] == [
+        ("order_items", "order_id", "orders.order_id"),
+        ("order_items", "product_id", "products.id"),
+    ]
+    assert keys[0].rule == "order_items.order_id -> orders.order_id"
+    assert load_contract("purchases").foreign_keys() == ()
