@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Alert:
-    kind: str  # "run_failed", "check_failed", "dlq_depth", "source_shrunk"
+    kind: str  # "run_failed", "check_failed", "dlq_depth", "source_shrunk", "freshness"
     title: str
     reason: str
     assets: tuple[str, ...] = ()

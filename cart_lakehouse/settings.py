@@ -57,6 +57,14 @@ class LakeSettings(AwsSettings):
             "before the incomplete set is reported; it can then be forced through from the UI."
         ),
     )
+    mart_freshness_hours: float = Field(
+        default=2.0,
+        gt=0,
+        description=(
+            "Hours a mart may be behind silver (newest materialized hour of each) before its fresh_vs_silver "
+            "check warns and the mart_freshness sensor alerts."
+        ),
+    )
     dagster_ui_url: str = Field(default="http://127.0.0.1:3000", description="Dagster UI address used in links.")
 
     @field_validator("lake_root")
