@@ -168,3 +168,28 @@ def test_foreign_keys_are_the_contracts_relationships() -> None:
     ]
     assert keys[0].rule == "order_items.order_id -> orders.order_id"
     assert load_contract("purchases").foreign_keys() == ()
+
+
+def test_the_analytics_contract_describes_the_star_schema_and_the_marts() -> None:
+    from cart_lakehouse.checks.schemas import arrow_schema
+
+    contract = load_contract("analytics")
+    keys = {o.name: contract.primary_key(o.name) for o in contract.document.schema_ or [] if o.name}
+    assert keys == {
+        "fact_purchases": ("purchase_id",),
+        "dim_buyer": ("buyer_id",),
+        "dim_product": ("product_key",),
+        "dim_date": ("date_key",),
+        "sales_performance": ("grain", "period_start"),
+        "items_category_performance": ("day", "category", "product_id"),
+    }
+    for table in keys:  # every column has an Arrow type, so the files can be written as the contract says
+        assert arrow_schema(table, contract="analytics").names == [c.name for c in contract.columns(table)]
+    assert sorted(k.rule for k in contract.foreign_keys()) == [
+        "fact_purchases.buyer_id -> dim_buyer.buyer_id",
+        "fact_purchases.date_key -> dim_date.date_key",
+        "fact_purchases.product_key -> dim_product.product_key",
+    ]
+    assert all(c.description for table in keys for c in contract.columns(table))
+    nullable = {c.name for c in contract.columns("sales_performance") if not c.required}
+    assert nullable == {"revenue_dod_pct", "purchases_dod_pct"}
