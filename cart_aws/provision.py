@@ -2,8 +2,19 @@
 
 Each resource is read first and created or corrected only when it differs from the
 description, so running provisioning twice changes nothing. The same calls work against the
-local moto server and real AWS (moto's CloudFormation skips SNS subscriptions, so no
-CloudFormation is used).
+local moto server and real AWS (moto's CloudFormation skips SNS subscriptions, Glue databases
+and alarms, so the local system is not provisioned through CloudFormation; the same description
+renders the template for AWS, ``cart_aws.template``).
+
+What provisioning leaves out, and why:
+
+- the kinds that exist only in the template (functions, their queue trigger, the API, its
+  secret, WAF and Cognito, the metric alarms on them, the log archive): locally the API and the
+  worker run as processes, so there is nothing for them to attach to;
+- against the emulator (``CART_AWS_ENDPOINT_URL`` set), a table's deletion protection and the
+  bucket's versioning: the emulator's tables are disposable (tests drop them), and versioning
+  would keep every landed and archived file's old versions in its memory. Against real AWS both
+  are applied.
 """
 
 from __future__ import annotations
@@ -11,7 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +40,8 @@ from cart_aws.resources import (
     Table,
     Topic,
     cart_stack,
+    queue_depth_alarm,
+    queue_policy_statements,
 )
 from cart_aws.settings import AwsSettings
 
@@ -45,11 +58,37 @@ def _error_code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
+class _Arns:
+    """ARNs of described resources in this account and region (``resources.Arns``)."""
+
+    def __init__(self, clients: AwsClients) -> None:
+        self.aws = clients
+
+    def topic(self, name: str) -> str:
+        return self.aws.topic_arn(name)
+
+    def queue(self, name: str) -> str:
+        return self.aws.queue_arn(name)
+
+    def bucket(self, name: str) -> str:
+        return f"arn:aws:s3:::{name}"
+
+    @property
+    def account_id(self) -> str:
+        return self.aws.account_id
+
+    def queue_name(self, name: str) -> str:
+        return name
+
+
 class Provisioner:
     """Brings AWS in line with a ``Stack``; every method reports what it did."""
 
     def __init__(self, clients: AwsClients) -> None:
         self.aws = clients
+        self.arns = _Arns(clients)
+        # applied on real AWS only (module docstring)
+        self.on_aws = not clients.settings.is_emulated
 
     def apply(self, stack: Stack) -> list[Change]:
         changes: list[Change] = []
@@ -124,34 +163,7 @@ class Provisioner:
                 },
                 sort_keys=True,
             )
-        statements: list[dict[str, Any]] = []
-        publishers = [self.aws.topic_arn(s.topic) for s in stack.subscriptions if s.queue == queue.name]
-        if publishers:  # real SQS refuses SNS deliveries without this policy
-            statements.append(
-                {
-                    "Sid": "AllowSubscribedTopics",
-                    "Effect": "Allow",
-                    "Principal": {"Service": "sns.amazonaws.com"},
-                    "Action": "sqs:SendMessage",
-                    "Resource": self.aws.queue_arn(queue.name),
-                    "Condition": {"ArnEquals": {"aws:SourceArn": publishers}},
-                }
-            )
-        buckets = sorted({n.bucket for n in stack.notifications if n.queue == queue.name})
-        if buckets:  # and S3 event notifications, which must also come from this account's bucket
-            statements.append(
-                {
-                    "Sid": "AllowBucketNotifications",
-                    "Effect": "Allow",
-                    "Principal": {"Service": "s3.amazonaws.com"},
-                    "Action": "sqs:SendMessage",
-                    "Resource": self.aws.queue_arn(queue.name),
-                    "Condition": {
-                        "ArnLike": {"aws:SourceArn": [f"arn:aws:s3:::{b}" for b in buckets]},
-                        "StringEquals": {"aws:SourceAccount": self.aws.account_id},
-                    },
-                }
-            )
+        statements = queue_policy_statements(queue, stack, self.arns)
         if statements:
             attrs["Policy"] = json.dumps({"Version": "2012-10-17", "Statement": statements}, sort_keys=True)
         return attrs
@@ -186,29 +198,27 @@ class Provisioner:
                 raise
             current = None
         if current is None:
-            used = {table.hash_key} | {i.hash_key for i in table.indexes}
-            used |= {k for k in [table.range_key, *(i.range_key for i in table.indexes)] if k}
             kwargs: dict[str, Any] = {
                 "TableName": table.name,
                 "BillingMode": "PAY_PER_REQUEST",
-                "KeySchema": self._key_schema(table),
-                "AttributeDefinitions": [
-                    {"AttributeName": n, "AttributeType": t} for n, t in table.attributes.items() if n in used
-                ],
+                "KeySchema": table.key_schema(),
+                "AttributeDefinitions": table.attribute_definitions(),
                 "Tags": [{"Key": k, "Value": v} for k, v in tags.items()],
             }
             if table.indexes:
-                kwargs["GlobalSecondaryIndexes"] = [self._gsi(table, i.name) for i in table.indexes]
+                kwargs["GlobalSecondaryIndexes"] = [table.index_spec(i.name) for i in table.indexes]
+            if table.deletion_protection and self.on_aws:
+                kwargs["DeletionProtectionEnabled"] = True
             ddb.create_table(**kwargs)
             ddb.get_waiter("table_exists").wait(TableName=table.name)
             self._ensure_ttl(table)
             self._ensure_point_in_time_recovery(table)
             return Change("dynamodb table", table.name, "created", table.purpose)
-        if [dict(k) for k in current["KeySchema"]] != self._key_schema(table):
+        if [dict(k) for k in current["KeySchema"]] != table.key_schema():
             # DynamoDB cannot change a table's primary key, and dropping a table is not for a
             # provisioning run to decide: say what differs and what to do
             found = ", ".join(f"{k['AttributeName']} ({k['KeyType']})" for k in current["KeySchema"])
-            wanted = ", ".join(f"{k['AttributeName']} ({k['KeyType']})" for k in self._key_schema(table))
+            wanted = ", ".join(f"{k['AttributeName']} ({k['KeyType']})" for k in table.key_schema())
             raise RuntimeError(
                 f"DynamoDB table {table.name} is keyed on {found}, but the description wants {wanted}: a table's "
                 "key cannot be changed. Back the table up, delete it and run cart-provision again (or point the "
@@ -218,7 +228,7 @@ class Provisioner:
         existing = {g["IndexName"]: g["KeySchema"] for g in current.get("GlobalSecondaryIndexes", [])}
         for index in table.indexes:
             keys = [index.hash_key] + ([index.range_key] if index.range_key else [])
-            rekeyed = index.name in existing and existing[index.name] != self._gsi(table, index.name)["KeySchema"]
+            rekeyed = index.name in existing and existing[index.name] != table.index_spec(index.name)["KeySchema"]
             if rekeyed:
                 # DynamoDB cannot change the keys of an index: drop it and build it again (the
                 # ingest-hour index moved from ingest_hour to ingest_shard); items without the new
@@ -234,13 +244,16 @@ class Provisioner:
                         {"AttributeName": k, "AttributeType": table.attributes[k]}  # type: ignore[typeddict-item]
                         for k in keys
                     ],
-                    GlobalSecondaryIndexUpdates=[{"Create": self._gsi(table, index.name)}],  # type: ignore[typeddict-item]
+                    GlobalSecondaryIndexUpdates=[{"Create": table.index_spec(index.name)}],  # type: ignore[typeddict-item]
                 )
                 updates.append(f"index {index.name} re-keyed ({', '.join(keys)})" if rekeyed else f"index {index.name}")
         if self._ensure_ttl(table):
             updates.append(f"ttl {table.ttl_attribute}")
         if self._ensure_point_in_time_recovery(table):
             updates.append("point-in-time recovery")
+        if table.deletion_protection and self.on_aws and not current.get("DeletionProtectionEnabled"):
+            ddb.update_table(TableName=table.name, DeletionProtectionEnabled=True)
+            updates.append("deletion protection")
         if updates:
             return Change("dynamodb table", table.name, "updated", ", ".join(updates))
         return Change("dynamodb table", table.name, "unchanged")
@@ -259,21 +272,6 @@ class Provisioner:
                     "run cart-provision again once it is gone (aws dynamodb describe-table)"
                 )
             time.sleep(interval)
-
-    @staticmethod
-    def _key_schema(table: Table) -> list[dict[str, str]]:
-        schema = [{"AttributeName": table.hash_key, "KeyType": "HASH"}]
-        if table.range_key:
-            schema.append({"AttributeName": table.range_key, "KeyType": "RANGE"})
-        return schema
-
-    @staticmethod
-    def _gsi(table: Table, name: str) -> dict[str, Any]:
-        index = next(i for i in table.indexes if i.name == name)
-        schema = [{"AttributeName": index.hash_key, "KeyType": "HASH"}]
-        if index.range_key:
-            schema.append({"AttributeName": index.range_key, "KeyType": "RANGE"})
-        return {"IndexName": name, "KeySchema": schema, "Projection": {"ProjectionType": "ALL"}}
 
     def _ensure_ttl(self, table: Table) -> bool:
         if not table.ttl_attribute:
@@ -305,29 +303,60 @@ class Provisioner:
         s3 = self.aws.s3
         try:
             s3.head_bucket(Bucket=bucket.name)
-            return Change("s3 bucket", bucket.name, "unchanged")
+            created = False
         except ClientError as exc:
             if _error_code(exc) not in ("404", "NoSuchBucket", "NotFound"):
                 raise
-        region = self.aws.settings.aws_region
-        if region == "us-east-1":
-            s3.create_bucket(Bucket=bucket.name)
-        else:
-            s3.create_bucket(
-                Bucket=bucket.name,
-                CreateBucketConfiguration={"LocationConstraint": region},  # type: ignore[typeddict-item]
+            region = self.aws.settings.aws_region
+            if region == "us-east-1":
+                s3.create_bucket(Bucket=bucket.name)
+            else:
+                s3.create_bucket(
+                    Bucket=bucket.name,
+                    CreateBucketConfiguration={"LocationConstraint": region},  # type: ignore[typeddict-item]
+                )
+            s3.put_bucket_tagging(
+                Bucket=bucket.name, Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in tags.items()]}
             )
-        s3.put_public_access_block(
-            Bucket=bucket.name,
-            PublicAccessBlockConfiguration={
-                "BlockPublicAcls": True,
-                "IgnorePublicAcls": True,
-                "BlockPublicPolicy": True,
-                "RestrictPublicBuckets": True,
-            },
-        )
-        s3.put_bucket_tagging(Bucket=bucket.name, Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in tags.items()]})
-        return Change("s3 bucket", bucket.name, "created", bucket.purpose)
+            created = True
+        updates = self._ensure_bucket_settings(bucket)
+        if created:
+            return Change("s3 bucket", bucket.name, "created", bucket.purpose)
+        if updates:
+            return Change("s3 bucket", bucket.name, "updated", ", ".join(updates))
+        return Change("s3 bucket", bucket.name, "unchanged")
+
+    def _ensure_bucket_settings(self, bucket: Bucket) -> list[str]:
+        """Public access blocked, default encryption, lifecycle rules and (on AWS) versioning as
+        described; the names of those that had to be put."""
+        s3 = self.aws.s3
+        name = bucket.name
+        updates: list[str] = []
+        block = {
+            "BlockPublicAcls": True,
+            "IgnorePublicAcls": True,
+            "BlockPublicPolicy": True,
+            "RestrictPublicBuckets": True,
+        }
+        current = _read(lambda: s3.get_public_access_block(Bucket=name)["PublicAccessBlockConfiguration"])
+        if current is None or any(current.get(k) is not True for k in block):
+            s3.put_public_access_block(Bucket=name, PublicAccessBlockConfiguration=block)  # type: ignore[arg-type]
+            updates.append("public access block")
+        rules = _read(lambda: s3.get_bucket_encryption(Bucket=name)["ServerSideEncryptionConfiguration"]["Rules"])
+        algorithms = [r.get("ApplyServerSideEncryptionByDefault", {}).get("SSEAlgorithm") for r in rules or []]
+        if algorithms != [bucket.encryption]:
+            config: Any = {"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": bucket.encryption}}]}
+            s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration=config)
+            updates.append("encryption")
+        wanted = lifecycle_rules(bucket)
+        found = _read(lambda: s3.get_bucket_lifecycle_configuration(Bucket=name)["Rules"]) or []
+        if not _same_lifecycle(found, wanted):
+            s3.put_bucket_lifecycle_configuration(Bucket=name, LifecycleConfiguration={"Rules": wanted})  # type: ignore[typeddict-item]
+            updates.append("lifecycle")
+        if bucket.versioning and self.on_aws and s3.get_bucket_versioning(Bucket=name).get("Status") != "Enabled":
+            s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+            updates.append("versioning")
+        return updates
 
     def notification(self, wanted: BucketNotification) -> Change:
         """Put the bucket's notification configuration with ``wanted`` in it, keeping every other
@@ -378,27 +407,55 @@ class Provisioner:
 
     # --- CloudWatch (moto's CloudFormation skips AWS::CloudWatch::Alarm) ----------------------
     def alarm(self, alarm: QueueDepthAlarm) -> Change:
-        topic = self.aws.topic_arn(alarm.topic)
-        wanted: dict[str, Any] = {
-            "AlarmName": alarm.name,
-            "AlarmDescription": alarm.purpose,
-            "Namespace": "AWS/SQS",
-            "MetricName": "ApproximateNumberOfMessagesVisible",
-            "Dimensions": [{"Name": "QueueName", "Value": alarm.queue}],
-            "Statistic": "Maximum",
-            "Period": alarm.period_seconds,
-            "EvaluationPeriods": alarm.evaluation_periods,
-            "Threshold": float(alarm.threshold),
-            "ComparisonOperator": "GreaterThanOrEqualToThreshold",
-            "TreatMissingData": "notBreaching",
-            "AlarmActions": [topic],
-            "OKActions": [topic],
-        }
+        wanted = queue_depth_alarm(alarm, self.arns)
         found = self.aws.cloudwatch.describe_alarms(AlarmNames=[alarm.name]).get("MetricAlarms", [])
         if found and all(_same_value(found[0].get(k), v) for k, v in wanted.items()):
             return Change("cloudwatch alarm", alarm.name, "unchanged")
         self.aws.cloudwatch.put_metric_alarm(**wanted)
         return Change("cloudwatch alarm", alarm.name, "updated" if found else "created", alarm.purpose)
+
+
+def lifecycle_rules(bucket: Bucket) -> list[dict[str, Any]]:
+    """The bucket's lifecycle rules as PutBucketLifecycleConfiguration takes them."""
+    rules: list[dict[str, Any]] = []
+    for rule in bucket.lifecycle:
+        entry: dict[str, Any] = {
+            "ID": rule.id,
+            "Filter": {"Prefix": rule.prefix},
+            "Status": "Enabled",
+            "Transitions": [{"Days": rule.transition_days, "StorageClass": rule.storage_class}],
+        }
+        if rule.expiration_days:
+            entry["Expiration"] = {"Days": rule.expiration_days}
+        rules.append(entry)
+    rules.append(
+        {
+            "ID": "housekeeping",
+            "Filter": {"Prefix": ""},
+            "Status": "Enabled",
+            "NoncurrentVersionExpiration": {"NoncurrentDays": bucket.noncurrent_version_days},
+            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": bucket.abort_multipart_days},
+        }
+    )
+    return rules
+
+
+def _same_lifecycle(current: list[Any], wanted: list[dict[str, Any]]) -> bool:
+    """The same rules by id, on the keys the description sets (AWS may answer more of them)."""
+    found = {str(r.get("ID")): r for r in current}
+    if set(found) != {r["ID"] for r in wanted}:
+        return False
+    return all(_leaves_as_str({k: found[r["ID"]].get(k) for k in r}) == _leaves_as_str(r) for r in wanted)
+
+
+def _read(call: Callable[[], Any]) -> Any:
+    """What a Get… call answers, or None when the bucket has no such configuration yet."""
+    try:
+        return call()
+    except ClientError as exc:
+        if _error_code(exc).startswith("NoSuch") or _error_code(exc).endswith("NotFoundError"):
+            return None
+        raise
 
 
 def _same_value(current: Any, wanted: Any) -> bool:

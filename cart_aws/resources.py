@@ -1,14 +1,29 @@
 """Every AWS resource the system uses, described once as data.
 
-``provision.apply`` turns this description into idempotent boto3 calls, which behave the same
-against the local moto server and real AWS.
+Two outputs are made from this one description:
+
+- ``provision.apply`` turns it into idempotent boto3 calls, which behave the same against the
+  local moto server and real AWS;
+- ``cart_aws.template.render`` turns it into the CloudFormation template ``deploy/template.yaml``.
+
+Some kinds exist only in the template: the Lambda functions, their queue trigger, the REST API,
+the API keys' secret, the WAF web ACL, the Cognito user pool, the metric alarms on the functions
+and the API, and the log archive. Locally the API and the worker run as processes
+(``cart-dev``), so provisioning has nothing to create for them. Functions name what they call
+(``Access``), and the template derives their least-privilege IAM roles from it; handlers are
+dotted names (strings), so this module imports nothing above ``cart_aws``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
 
+from cart_aws.metrics import NAMESPACE
 from cart_aws.settings import AwsSettings
+
+API_FUNCTION = "cart-api"
+WORKER_FUNCTION = "cart-worker"
 
 
 @dataclass(frozen=True)
@@ -56,12 +71,56 @@ class Table:
     # continuous backups: restore to any second of the last 35 days on AWS, and the export to S3
     # that local snapshots use (cart_dev/snapshot.py)
     point_in_time_recovery: bool = True
+    # refuses DeleteTable (and a stack update that would replace the table); applied on real AWS
+    # only: the local emulator's tables are disposable and tests drop them
+    deletion_protection: bool = False
+
+    def key_schema(self) -> list[dict[str, str]]:
+        """``KeySchema`` as CreateTable and CloudFormation both take it."""
+        schema = [{"AttributeName": self.hash_key, "KeyType": "HASH"}]
+        if self.range_key:
+            schema.append({"AttributeName": self.range_key, "KeyType": "RANGE"})
+        return schema
+
+    def attribute_definitions(self) -> list[dict[str, str]]:
+        """The key attributes of the table and its indexes (DynamoDB refuses others)."""
+        used = {self.hash_key} | {i.hash_key for i in self.indexes}
+        used |= {k for k in [self.range_key, *(i.range_key for i in self.indexes)] if k}
+        return [{"AttributeName": n, "AttributeType": t} for n, t in self.attributes.items() if n in used]
+
+    def index_spec(self, name: str) -> dict[str, Any]:
+        """A global secondary index as CreateTable and CloudFormation both take it."""
+        index = next(i for i in self.indexes if i.name == name)
+        schema = [{"AttributeName": index.hash_key, "KeyType": "HASH"}]
+        if index.range_key:
+            schema.append({"AttributeName": index.range_key, "KeyType": "RANGE"})
+        return {"IndexName": name, "KeySchema": schema, "Projection": {"ProjectionType": "ALL"}}
+
+
+@dataclass(frozen=True)
+class LifecycleRule:
+    """Objects under a prefix move to a cheaper storage class after some days (and may expire)."""
+
+    id: str
+    prefix: str
+    transition_days: int
+    storage_class: str  # an S3 storage class: STANDARD_IA, GLACIER_IR, GLACIER, DEEP_ARCHIVE ...
+    expiration_days: int | None = None
 
 
 @dataclass(frozen=True)
 class Bucket:
+    """A private, encrypted bucket (public access blocked: all four settings)."""
+
     name: str
     purpose: str
+    # keeps every overwritten or deleted object version; applied on real AWS only: locally it
+    # would keep every landed and archived file's old versions in the emulator's memory
+    versioning: bool = True
+    encryption: str = "AES256"  # SSE-S3: no key to manage, and no KMS cost per request
+    lifecycle: tuple[LifecycleRule, ...] = ()
+    noncurrent_version_days: int = 30  # old versions expire after this (versioned buckets)
+    abort_multipart_days: int = 7  # parts of uploads never completed are removed after this
 
 
 @dataclass(frozen=True)
@@ -102,6 +161,129 @@ class QueueDepthAlarm:
 
 
 @dataclass(frozen=True)
+class Access:
+    """What a function calls on one described resource: IAM actions allowed on that resource's
+    ARN only."""
+
+    kind: Literal["topic", "queue", "table"]
+    name: str
+    actions: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class NameOf:
+    """An environment variable's value: the deployed name of a described resource (on AWS it
+    carries the stage suffix, so the function is told it rather than the local default)."""
+
+    kind: Literal["topic", "queue", "table"]
+    name: str
+
+
+@dataclass(frozen=True)
+class Function:
+    """A Lambda function of the project's code (a zip in the code bucket), with its own log group
+    and an IAM role allowing exactly ``access`` (plus writing its own logs)."""
+
+    name: str
+    purpose: str
+    handler: str  # dotted path of the handler, e.g. "cart_api.lambda_handler.api_handler"
+    code_key_parameter: str  # the template parameter holding the zip's S3 key
+    environment: dict[str, str | NameOf] = field(default_factory=dict)
+    access: tuple[Access, ...] = ()
+    metrics_namespace: str | None = None  # PutMetricData allowed into this namespace only
+    memory_mb: int = 512
+    timeout_seconds: int = 30
+    log_retention_days: int = 30
+    runtime: str = "python3.11"
+
+
+@dataclass(frozen=True)
+class QueueTrigger:
+    """An SQS event source mapping: the function receives the queue's messages in batches and
+    reports the failed ones (``ReportBatchItemFailures``), so only those are retried."""
+
+    function: str
+    queue: str
+    batch_size: int = 10
+    max_concurrency: int = 10  # at most this many concurrent invocations (Lambda's minimum is 2)
+    report_batch_item_failures: bool = True
+
+
+@dataclass(frozen=True)
+class Api:
+    """A REST API in front of a function (every path and method proxied to it), throttled per
+    stage, behind a WAF web ACL with a rate-based rule per client IP.
+
+    A REST API rather than an HTTP API: WAF web ACLs cannot be associated with HTTP APIs (only
+    REST API stages, load balancers, AppSync, Cognito ...), and a web ACL on the API is wanted.
+    Its Cognito user pool authorizer is the alternative to API keys (template parameter AuthMode).
+    """
+
+    name: str
+    purpose: str
+    function: str
+    throttle_rate_per_second: float = 500.0
+    throttle_burst: int = 1000
+    waf_requests_per_5_minutes_per_ip: int = 3000  # WAF counts over a 5-minute window
+
+
+@dataclass(frozen=True)
+class ApiKeysSecret:
+    """The API's keys, generated by Secrets Manager as ``{"<client>": "<key>"}`` (the shape of
+    CART_API_KEYS) and handed to the function in ``env_var``: never written in the template."""
+
+    name: str
+    purpose: str
+    function: str
+    env_var: str = "CART_API_KEYS"
+    client: str = "default"
+    key_length: int = 40
+
+
+@dataclass(frozen=True)
+class UserPool:
+    """A Cognito user pool with an app client for machine clients (client credentials), whose
+    tokens the API's authorizer verifies when AuthMode is cognito."""
+
+    name: str
+    purpose: str
+    api: str
+
+
+@dataclass(frozen=True)
+class MetricAlarm:
+    """A CloudWatch alarm on a function's or the API's metric (sum per period), notifying a topic."""
+
+    name: str
+    purpose: str
+    target_kind: Literal["function", "api"]
+    target: str
+    metric: str  # AWS/Lambda Errors, Throttles ...; AWS/ApiGateway 5XXError
+    topic: str
+    threshold: int = 1
+    period_seconds: int = 300
+    evaluation_periods: int = 1
+
+
+@dataclass(frozen=True)
+class LogArchive:
+    """Every log event of the functions, copied to the lake bucket under ``prefix``.
+
+    CloudWatch Logs subscription filters feed a Kinesis Data Firehose delivery stream writing to
+    S3: the standard continuous pattern. A scheduled CreateExportTask was the alternative, but an
+    account runs one export task at a time, it needs a scheduler and a function of its own, and
+    events arrive in S3 a schedule late instead of within the buffering interval.
+    """
+
+    name: str
+    purpose: str
+    bucket: str
+    prefix: str = "logs/"
+    functions: tuple[str, ...] = ()
+    buffer_seconds: int = 300
+
+
+@dataclass(frozen=True)
 class Stack:
     topics: tuple[Topic, ...] = ()
     queues: tuple[Queue, ...] = ()
@@ -112,6 +294,14 @@ class Stack:
     glue_databases: tuple[GlueDatabase, ...] = ()
     alarms: tuple[QueueDepthAlarm, ...] = ()
     tags: dict[str, str] = field(default_factory=dict)
+    # only in the CloudFormation template (the local system runs the API and the worker itself)
+    functions: tuple[Function, ...] = ()
+    queue_triggers: tuple[QueueTrigger, ...] = ()
+    apis: tuple[Api, ...] = ()
+    secrets: tuple[ApiKeysSecret, ...] = ()
+    user_pools: tuple[UserPool, ...] = ()
+    metric_alarms: tuple[MetricAlarm, ...] = ()
+    log_archives: tuple[LogArchive, ...] = ()
 
 
 def cart_stack(settings: AwsSettings) -> Stack:
@@ -151,6 +341,7 @@ def cart_stack(settings: AwsSettings) -> Stack:
                 # keyed on the hour plus a shard (cart_aws/ingest_shards.py), not the hour alone:
                 # one partition key per hour would cap the table's writes at ~1,000/s
                 indexes=(Index(s.ingest_hour_index, "ingest_shard", "received_at"),),
+                deletion_protection=True,  # the one table holding what cannot be rebuilt
             ),
             Table(
                 s.idempotency_table,
@@ -175,7 +366,19 @@ def cart_stack(settings: AwsSettings) -> Stack:
                 attributes={"order_date": "S"},
             ),
         ),
-        buckets=(Bucket(s.lake_bucket, "The lake: bronze, silver and gold layers; the file drop's landing/"),),
+        buckets=(
+            Bucket(
+                s.lake_bucket,
+                "The lake: bronze, silver and gold layers; the file drop's landing/; the functions' logs/",
+                lifecycle=(
+                    # bronze is read again only to rebuild silver and gold (a backfill): infrequent
+                    # access after a month; Standard-IA's minimum is 30 days
+                    LifecycleRule("bronze-infrequent-access", "bronze/", 30, "STANDARD_IA"),
+                    # archived logs are read only when investigating: Glacier, gone after a year
+                    LifecycleRule("logs-archive", "logs/", 30, "GLACIER", expiration_days=365),
+                ),
+            ),
+        ),
         notifications=(
             BucketNotification(
                 "cart-landing-files",
@@ -201,4 +404,169 @@ def cart_stack(settings: AwsSettings) -> Stack:
             ),
         ),
         tags={"project": "cart-lakehouse"},
+        functions=(
+            Function(
+                API_FUNCTION,
+                "The ingest API (FastAPI through Mangum) behind the REST API",
+                handler="cart_api.lambda_handler.api_handler",
+                code_key_parameter="ApiCodeKey",
+                environment={
+                    "CART_PURCHASES_TOPIC": NameOf("topic", s.purchases_topic),
+                    "CART_PURCHASES_TABLE": NameOf("table", s.purchases_table),
+                    "CART_IDEMPOTENCY_TABLE": NameOf("table", s.idempotency_table),
+                },
+                access=(
+                    # publish (Publish covers PublishBatch); readiness reads the topic's attributes
+                    Access("topic", s.purchases_topic, ("sns:Publish", "sns:GetTopicAttributes")),
+                    # GET /purchases/{id}; readiness describes the table
+                    Access("table", s.purchases_table, ("dynamodb:GetItem", "dynamodb:DescribeTable")),
+                    Access(
+                        "table", s.idempotency_table, ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")
+                    ),
+                ),
+                timeout_seconds=15,  # under API Gateway's 29 s integration timeout
+            ),
+            Function(
+                WORKER_FUNCTION,
+                "Stores the queued purchases in DynamoDB; forwards what cannot be stored to the DLQ",
+                handler="cart_api.lambda_handler.worker_handler",
+                code_key_parameter="WorkerCodeKey",
+                environment={
+                    "CART_PURCHASES_QUEUE": NameOf("queue", s.purchases_queue),
+                    "CART_PURCHASES_DLQ": NameOf("queue", s.purchases_dlq),
+                    "CART_PURCHASES_TABLE": NameOf("table", s.purchases_table),
+                    "CART_MAX_RECEIVE_COUNT": str(s.max_receive_count),
+                    "CART_INGEST_SHARDS": str(s.ingest_shards),
+                },
+                access=(
+                    Access("table", s.purchases_table, ("dynamodb:BatchWriteItem",)),
+                    # the worker looks the DLQ's URL up, then sends (SendMessageBatch is SendMessage)
+                    Access("queue", s.purchases_dlq, ("sqs:GetQueueUrl", "sqs:SendMessage")),
+                ),
+                metrics_namespace=NAMESPACE,
+                # the queue's visibility timeout must be at least the function's (Lambda refuses
+                # the event source mapping otherwise)
+                timeout_seconds=min(20, s.visibility_timeout),
+            ),
+        ),
+        queue_triggers=(QueueTrigger(WORKER_FUNCTION, s.purchases_queue),),
+        apis=(Api(API_FUNCTION, "The ingest API: every path proxied to the API function", function=API_FUNCTION),),
+        secrets=(
+            ApiKeysSecret(
+                "cart-api-keys", "Keys of the API's clients (AuthMode api-key), as CART_API_KEYS", API_FUNCTION
+            ),
+        ),
+        user_pools=(UserPool("cart-api-clients", "Clients of the API when AuthMode is cognito", api=API_FUNCTION),),
+        metric_alarms=(
+            MetricAlarm(
+                "cart-api-5xx",
+                "The API answered 5xx (SNS or DynamoDB failing)",
+                "api",
+                API_FUNCTION,
+                "5XXError",
+                s.alerts_topic,
+            ),
+            MetricAlarm(
+                "cart-worker-errors",
+                "The worker function failed (whole batches retried)",
+                "function",
+                WORKER_FUNCTION,
+                "Errors",
+                s.alerts_topic,
+            ),
+            MetricAlarm(
+                "cart-api-throttles",
+                "Lambda throttled the API function (account or reserved concurrency)",
+                "function",
+                API_FUNCTION,
+                "Throttles",
+                s.alerts_topic,
+            ),
+            MetricAlarm(
+                "cart-worker-throttles",
+                "Lambda throttled the worker function (the queue backs up)",
+                "function",
+                WORKER_FUNCTION,
+                "Throttles",
+                s.alerts_topic,
+            ),
+        ),
+        log_archives=(
+            LogArchive(
+                "cart-logs",
+                "The functions' logs, archived in the lake bucket",
+                bucket=s.lake_bucket,
+                functions=(API_FUNCTION, WORKER_FUNCTION),
+            ),
+        ),
     )
+
+
+class Arns(Protocol):
+    """How a described resource's ARN is written: a string for provisioning (from the account and
+    region), an intrinsic function in the template (``cart_aws.template``)."""
+
+    def topic(self, name: str) -> Any: ...
+
+    def queue(self, name: str) -> Any: ...
+
+    def bucket(self, name: str) -> Any: ...
+
+    @property
+    def account_id(self) -> Any: ...
+
+    def queue_name(self, name: str) -> Any: ...
+
+
+def queue_policy_statements(queue: Queue, stack: Stack, arns: Arns) -> list[dict[str, Any]]:
+    """Who may send to a queue: the topics it is subscribed to (real SQS refuses their deliveries
+    without this) and the buckets notifying it, which must also be this account's."""
+    statements: list[dict[str, Any]] = []
+    publishers = [arns.topic(s.topic) for s in stack.subscriptions if s.queue == queue.name]
+    if publishers:
+        statements.append(
+            {
+                "Sid": "AllowSubscribedTopics",
+                "Effect": "Allow",
+                "Principal": {"Service": "sns.amazonaws.com"},
+                "Action": "sqs:SendMessage",
+                "Resource": arns.queue(queue.name),
+                "Condition": {"ArnEquals": {"aws:SourceArn": publishers}},
+            }
+        )
+    buckets = sorted({n.bucket for n in stack.notifications if n.queue == queue.name})
+    if buckets:
+        statements.append(
+            {
+                "Sid": "AllowBucketNotifications",
+                "Effect": "Allow",
+                "Principal": {"Service": "s3.amazonaws.com"},
+                "Action": "sqs:SendMessage",
+                "Resource": arns.queue(queue.name),
+                "Condition": {
+                    "ArnLike": {"aws:SourceArn": [arns.bucket(b) for b in buckets]},
+                    "StringEquals": {"aws:SourceAccount": arns.account_id},
+                },
+            }
+        )
+    return statements
+
+
+def queue_depth_alarm(alarm: QueueDepthAlarm, arns: Arns) -> dict[str, Any]:
+    """The alarm as PutMetricAlarm and CloudFormation's AWS::CloudWatch::Alarm both take it."""
+    topic = arns.topic(alarm.topic)
+    return {
+        "AlarmName": alarm.name,
+        "AlarmDescription": alarm.purpose,
+        "Namespace": "AWS/SQS",
+        "MetricName": "ApproximateNumberOfMessagesVisible",
+        "Dimensions": [{"Name": "QueueName", "Value": arns.queue_name(alarm.queue)}],
+        "Statistic": "Maximum",
+        "Period": alarm.period_seconds,
+        "EvaluationPeriods": alarm.evaluation_periods,
+        "Threshold": float(alarm.threshold),
+        "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+        "TreatMissingData": "notBreaching",
+        "AlarmActions": [topic],
+        "OKActions": [topic],
+    }
