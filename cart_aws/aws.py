@@ -29,7 +29,13 @@ class AwsClients:
     """
 
     def __init__(
-        self, settings: AwsSettings, *, max_pool_connections: int = 32, attempts: int = 4, read_timeout: int = 30
+        self,
+        settings: AwsSettings,
+        *,
+        max_pool_connections: int = 32,
+        attempts: int = 4,
+        read_timeout: float = 30,
+        connect_timeout: float = 3,
     ) -> None:
         self.settings = settings
         self._lock = threading.Lock()
@@ -38,7 +44,7 @@ class AwsClients:
             region_name=settings.aws_region,
             max_pool_connections=max_pool_connections,
             retries={"total_max_attempts": attempts, "mode": "standard"},  # 1: no retries
-            connect_timeout=3,
+            connect_timeout=connect_timeout,
             read_timeout=read_timeout,  # 30 s default: above the 20 s SQS long poll
         )
 

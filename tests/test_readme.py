@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 from cart_api.settings import Settings
+from cart_dashboard.settings import DashboardSettings
 from cart_lakehouse.settings import LakeSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -16,7 +17,7 @@ README = (ROOT / "README.md").read_text()
 def test_configuration_table_lists_every_setting_with_its_default() -> None:
     rows = dict(re.findall(r"^\| `(CART_[A-Z_]+)` \| `([^`]*)` \|", README, flags=re.MULTILINE))
     expected = {}
-    for name, field in {**Settings.model_fields, **LakeSettings.model_fields}.items():
+    for name, field in {**Settings.model_fields, **LakeSettings.model_fields, **DashboardSettings.model_fields}.items():
         default = field.default
         if field.default_factory is not None:  # computed when read: the README says how
             default = rows.get(f"CART_{name.upper()}", "(missing)")
