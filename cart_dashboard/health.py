@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
@@ -42,7 +43,8 @@ Status = Literal["ok", "warn", "bad", "unavailable"]
 LAYERS = {"bronze": ("bronze",), "silver": ("silver", "star"), "gold": ("gold",), "marts": ("marts",)}
 MARTS = (("gold", "sales_performance"), ("gold", "items_category_performance"))
 FRESHNESS_CHECK = "fresh_vs_silver"  # cart_lakehouse.checks.freshness.CHECK_NAME (that module imports dagster)
-TIMEOUT_SECONDS = 2.0
+TIMEOUT_SECONDS = 2.0  # SQS and the lake
+DAGSTER_TIMEOUT_SECONDS = 4.0  # its GraphQL reads every check's latest execution: slower when cold
 FAILED = ("FAILED", "EXECUTION_FAILED")
 
 HEALTH_QUERY = """
@@ -116,7 +118,7 @@ def _ago(when: datetime, now: datetime) -> str:
     return f"{minutes // (24 * 60)} days ago"
 
 
-def dagster_items(url: str, now: datetime, timeout: float = TIMEOUT_SECONDS) -> list[Item]:
+def dagster_items(url: str, now: datetime, timeout: float = DAGSTER_TIMEOUT_SECONDS) -> list[Item]:
     """The layers' last materializations and the failed checks (one GraphQL query)."""
     nodes = graphql(url, HEALTH_QUERY, timeout).get("assetNodes") or []
     latest: dict[str, tuple[datetime, str, str]] = {}
@@ -131,7 +133,7 @@ def dagster_items(url: str, now: datetime, timeout: float = TIMEOUT_SECONDS) -> 
         checks = node.get("assetChecksOrError") or {}
         for check in checks.get("checks") or []:
             execution = check.get("executionForLatestMaterialization") or {}
-            if execution.get("status") in FAILED:
+            if execution.get("status") in FAILED and check["name"] != FRESHNESS_CHECK:  # that has its own item
                 failed.append(f"{key}:{check['name']}")
     items = []
     for layer in LAYERS:
@@ -150,7 +152,7 @@ def dagster_items(url: str, now: datetime, timeout: float = TIMEOUT_SECONDS) -> 
     return items
 
 
-def freshness_item(url: str, timeout: float = TIMEOUT_SECONDS) -> Item:
+def freshness_item(url: str, timeout: float = DAGSTER_TIMEOUT_SECONDS) -> Item:
     """The marts' latest ``fresh_vs_silver`` evaluations: fresh, stale (with the check's reason) or never run."""
     data = graphql(url, FRESHNESS_QUERY, timeout)
     stale, unknown = [], []
@@ -244,9 +246,17 @@ ITEMS = (
 class Health:
     """The strip's sources for one system, asked in parallel with a deadline."""
 
-    def __init__(self, dagster_url: str, aws: AwsSettings, lake: Lake, timeout: float = TIMEOUT_SECONDS) -> None:
+    def __init__(
+        self,
+        dagster_url: str,
+        aws: AwsSettings,
+        lake: Lake,
+        timeout: float = TIMEOUT_SECONDS,
+        dagster_timeout: float = DAGSTER_TIMEOUT_SECONDS,
+    ) -> None:
         self.dagster_url = dagster_url.rstrip("/")
         self.timeout = timeout
+        self.dagster_timeout = dagster_timeout
         # one attempt, short timeouts: a down SQS must not hold the strip for boto3's retries
         self.aws = AwsClients(aws, attempts=1, read_timeout=timeout, connect_timeout=timeout)
         self.quarantine = QuarantineCounter(lake)
@@ -258,9 +268,9 @@ class Health:
         sources: list[tuple[tuple[str, ...], Callable[[], list[Item]]]] = [
             (
                 ("bronze", "silver", "gold", "marts", "failed-checks"),
-                lambda: dagster_items(self.dagster_url, now, self.timeout),
+                lambda: dagster_items(self.dagster_url, now, self.dagster_timeout),
             ),
-            (("freshness",), lambda: [freshness_item(self.dagster_url, self.timeout)]),
+            (("freshness",), lambda: [freshness_item(self.dagster_url, self.dagster_timeout)]),
             (("quarantine",), lambda: [quarantine_item(self.quarantine, start, end)]),
             (("dlq",), lambda: [dlq_item(self.aws)]),
         ]
@@ -269,12 +279,13 @@ class Health:
         ]
         found: dict[str, Item] = {}
         labels = dict(ITEMS)
+        deadline = time.monotonic() + max(self.timeout, self.dagster_timeout) + 1.0
         for keys, future in futures:
             try:
-                for item in future.result(timeout=self.timeout + 1.0):
+                for item in future.result(timeout=max(deadline - time.monotonic(), 0.0)):
                     found[item.key] = item
             except FutureTimeout:
-                reason = f"no answer within {self.timeout + 1.0:g} s"
+                reason = f"no answer within {max(self.timeout, self.dagster_timeout) + 1.0:g} s"
                 found.update({k: Item(k, labels[k], "unavailable", "unavailable", reason) for k in keys})
             except Unavailable as exc:
                 found.update({k: Item(k, labels[k], "unavailable", "unavailable", str(exc)) for k in keys})
