@@ -21,7 +21,7 @@ DBT_MANIFEST := dbt_project/target/manifest.json
 
 dbt: $(DBT_MANIFEST) ## Prepare the dbt manifest of gold (dbt parse; Dagster reads it)
 
-$(DBT_MANIFEST): .venv/.synced $(DBT_SOURCES) contracts/lakehouse.odcs.yaml
+$(DBT_MANIFEST): .venv/.synced $(DBT_SOURCES) contracts/lakehouse.odcs.yaml contracts/analytics.odcs.yaml
 	@$(UV) run --locked python -m cart_lakehouse.dbt_contract --check
 	@cd dbt_project && $(UV) run --locked dbt parse --quiet --profiles-dir .
 	@echo "dbt manifest ready: $(DBT_MANIFEST)"

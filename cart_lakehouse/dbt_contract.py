@@ -1,38 +1,73 @@
-"""dbt's tests of the gold models, generated from the lakehouse contract so the two cannot drift.
+"""dbt's tests of the gold run's models, generated from the contracts so the two cannot drift.
 
-``python -m cart_lakehouse.dbt_contract`` rewrites ``dbt_project/models/gold/_contract.yml``;
-``--check`` fails when the committed file differs from what the contract gives (the test suite
-runs the same comparison). Each rule becomes a dbt test, which Dagster shows as an asset check:
+``python -m cart_lakehouse.dbt_contract`` rewrites one ``_contract.yml`` per target (``TARGETS``:
+a folder of ``dbt_project/models`` and the contract its models are described in); ``--check``
+fails when a committed file differs from what its contract gives (the test suite runs the same
+comparison). Each rule becomes a dbt test, which Dagster shows as an asset check:
 
 - required → ``not_null``; a one-column primary key or ``unique`` → ``unique``;
 - a composite primary key → ``unique_key`` (``dbt_project/tests/generic/unique_key.sql``);
 - the ``enum`` custom property → ``accepted_values``;
-- minimum / maximum / exclusive bounds of numbers → ``in_range`` (``tests/generic/in_range.sql``).
+- minimum / maximum / exclusive bounds of numbers → ``in_range`` (``tests/generic/in_range.sql``);
+- a ``foreignKey`` relationship (``to: table.column``) → ``relationships`` to that model;
+- the schema-level ``scd2`` custom property (``key``, ``from``, ``to``, optional ``current``) →
+  ``scd2_valid`` (``tests/generic/scd2_valid.sql``).
+
+Only the rules a contract states become tests: every gold run runs all of them.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Collection
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from contracts import Column, load_contract
+from contracts import Column, ForeignKey, load_contract
 
-GOLD_MODELS = ("sales_hourly", "sales_by_category_daily", "buyer_daily")
-SCHEMA_FILE = Path(__file__).resolve().parents[1] / "dbt_project" / "models" / "gold" / "_contract.yml"
+MODELS_DIR = Path(__file__).resolve().parents[1] / "dbt_project" / "models"
 _BOUNDS = {
     "minimum": "minimum",
     "maximum": "maximum",
     "exclusiveMinimum": "exclusive_minimum",
     "exclusiveMaximum": "exclusive_maximum",
 }
-HEADER = "# Generated from contracts/lakehouse.odcs.yaml by `python -m cart_lakehouse.dbt_contract`: do not edit.\n"
+# the scd2 custom property's keys -> scd2_valid's arguments (``from`` is a Jinja keyword)
+_SCD2_ARGUMENTS = {"key": "key", "from": "valid_from", "to": "valid_to", "current": "current"}
 
 
-def column_tests(model: str, column: Column, single_key: bool) -> list[Any]:
+@dataclass(frozen=True)
+class Target:
+    """One generated schema file: the models of a folder of the dbt project, from one contract."""
+
+    folder: str
+    contract: str
+    models: tuple[str, ...]
+
+    @property
+    def path(self) -> Path:
+        return MODELS_DIR / self.folder / "_contract.yml"
+
+    @property
+    def header(self) -> str:
+        return (
+            f"# Generated from contracts/{self.contract}.odcs.yaml by `python -m cart_lakehouse.dbt_contract`:"
+            " do not edit.\n"
+        )
+
+
+TARGETS = (
+    Target("gold", "lakehouse", ("sales_hourly", "sales_by_category_daily", "buyer_daily")),
+    Target("star", "analytics", ("fact_purchases", "dim_buyer", "dim_product", "dim_date")),
+    Target("marts", "analytics", ("sales_performance", "items_category_performance")),
+)
+
+
+def column_tests(model: str, column: Column, single_key: bool, foreign_keys: tuple[ForeignKey, ...] = ()) -> list[Any]:
     """The column's tests, named ``<model>__<column>__<rule>`` (the names Dagster shows as checks)."""
 
     def test(kind: str, rule: str, arguments: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -49,27 +84,58 @@ def column_tests(model: str, column: Column, single_key: bool) -> list[Any]:
         bounds = {arg: column.options[option] for option, arg in _BOUNDS.items() if option in column.options}
         if bounds:
             tests.append(test("in_range", "in_range", bounds))
+    for key in foreign_keys:
+        if key.table == model and key.column == column.name:
+            arguments = {"to": f"ref('{key.target_table}')", "field": key.target_column}
+            tests.append(test("relationships", "relationship", arguments))
     return tests
 
 
-def model_entry(name: str) -> dict[str, Any]:
-    contract = load_contract("lakehouse")
-    obj = next(o for o in contract.document.schema_ or [] if o.name == name)
+def scd2_test(model: str, spec: Any, columns: Collection[str]) -> dict[str, Any]:
+    """``scd2_valid`` from the ``scd2`` custom property, whose values must name ``columns``."""
+    if (
+        not isinstance(spec, dict)
+        or not {"key", "from", "to"} <= spec.keys()
+        or not spec.keys() <= _SCD2_ARGUMENTS.keys()
+    ):
+        raise ValueError(f"{model}: scd2 needs key, from, to (and optionally current), got {spec!r}")
+    unknown = sorted(str(v) for v in spec.values() if v not in columns)
+    if unknown:
+        raise ValueError(f"{model}: scd2 names columns the model does not have: {', '.join(unknown)}")
+    arguments = {_SCD2_ARGUMENTS[k]: v for k, v in spec.items()}
+    return {"scd2_valid": {"name": f"{model}__scd2__valid", "arguments": arguments}}
+
+
+def model_entry(name: str, contract_name: str = "lakehouse") -> dict[str, Any]:
+    contract = load_contract(contract_name)
+    obj = next((o for o in contract.document.schema_ or [] if o.name == name), None)
+    if obj is None:
+        raise KeyError(f"contract {contract_name!r} has no schema object {name!r}")
     key = contract.primary_key(name)
     entry: dict[str, Any] = {
         "name": name,
         "description": " ".join((obj.description or "").split()),
-        "config": {"meta": {"contract": f"contracts/lakehouse.odcs.yaml#{name}", "contract_version": contract.version}},
+        "config": {
+            "meta": {"contract": f"contracts/{contract_name}.odcs.yaml#{name}", "contract_version": contract.version}
+        },
     }
+    model_tests: list[Any] = []
     if len(key) > 1:
-        unique_key = {"name": f"{name}__primary_key__unique", "arguments": {"columns": list(key)}}
-        entry["data_tests"] = [{"unique_key": unique_key}]
+        model_tests.append(
+            {"unique_key": {"name": f"{name}__primary_key__unique", "arguments": {"columns": list(key)}}}
+        )
+    custom = {c.property: c.value for c in obj.customProperties or [] if c.property}
+    if "scd2" in custom:
+        model_tests.append(scd2_test(name, custom["scd2"], [c.name for c in contract.columns(name)]))
+    if model_tests:
+        entry["data_tests"] = model_tests
+    foreign_keys = contract.foreign_keys()
     columns = []
     for column in contract.columns(name):
         spec: dict[str, Any] = {"name": column.name, "data_type": column.physical_type}
         if column.description:
             spec["description"] = column.description
-        tests = column_tests(name, column, single_key=len(key) == 1)
+        tests = column_tests(name, column, single_key=len(key) == 1, foreign_keys=foreign_keys)
         if tests:
             spec["data_tests"] = tests
         columns.append(spec)
@@ -77,29 +143,32 @@ def model_entry(name: str) -> dict[str, Any]:
     return entry
 
 
-def render() -> str:
-    document = {"version": 2, "models": [model_entry(name) for name in GOLD_MODELS]}
-    return HEADER + yaml.safe_dump(document, sort_keys=False, width=120, allow_unicode=True)
+def render(target: Target = TARGETS[0]) -> str:
+    document = {"version": 2, "models": [model_entry(name, target.contract) for name in target.models]}
+    return target.header + yaml.safe_dump(document, sort_keys=False, width=120, allow_unicode=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m cart_lakehouse.dbt_contract",
-        description="Write the gold models' dbt tests from contracts/lakehouse.odcs.yaml.",
+        description="Write the gold run's dbt tests (dbt_project/models/*/_contract.yml) from the contracts.",
     )
-    parser.add_argument("--check", action="store_true", help="only compare; exit 1 if the file is out of date")
+    parser.add_argument("--check", action="store_true", help="only compare; exit 1 if a file is out of date")
     args = parser.parse_args(argv)
-    wanted = render()
-    current = SCHEMA_FILE.read_text(encoding="utf-8") if SCHEMA_FILE.exists() else ""
-    if args.check:
-        if current != wanted:
-            print(f"{SCHEMA_FILE} is out of date: run python -m cart_lakehouse.dbt_contract", file=sys.stderr)
-            return 1
-        print(f"{SCHEMA_FILE} agrees with the contract")
-        return 0
-    SCHEMA_FILE.write_text(wanted, encoding="utf-8")
-    print(f"wrote {SCHEMA_FILE}")
-    return 0
+    stale = []
+    for target in TARGETS:
+        wanted = render(target)
+        current = target.path.read_text(encoding="utf-8") if target.path.exists() else ""
+        if current == wanted:
+            print(f"{target.path} agrees with contracts/{target.contract}.odcs.yaml")
+        elif args.check:
+            stale.append(target)
+            print(f"{target.path} is out of date: run python -m cart_lakehouse.dbt_contract", file=sys.stderr)
+        else:
+            target.path.parent.mkdir(parents=True, exist_ok=True)
+            target.path.write_text(wanted, encoding="utf-8")
+            print(f"wrote {target.path}")
+    return 1 if stale else 0
 
 
 if __name__ == "__main__":
