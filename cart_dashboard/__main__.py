@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     from cart_dashboard.app import create_app  # Dash and the data layer load only to serve, not for --help
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request (the page refreshes each minute)
     app = create_app(settings)
     print(f"cart-dashboard: http://{args.host}:{args.port}/ (lake {settings.lake_root})", flush=True)
     app.run(host=args.host, port=args.port, debug=args.debug)

@@ -1,8 +1,8 @@
 """``make run``: the whole system on this machine, on its embedded defaults (``cart-dev``).
 
 Starts the local AWS (a moto server), provisions every resource, restores the last snapshot of the
-local AWS (``cart_dev.snapshot``), starts the API and the worker as child processes in their own
-process groups, seeds traffic so data is seen flowing, starts ``dagster dev`` (with a run queue)
+local AWS (``cart_dev.snapshot``), starts the API, the worker and the dashboard as child processes
+in their own process groups, seeds traffic so data is seen flowing, starts ``dagster dev`` (with a run queue)
 and bootstraps the lakehouse (a few closed hours of purchases written to DynamoDB, into hours that
 hold none, and materialized through Dagster's GraphQL API, so the asset graph is not empty), prints
 where everything is, then supervises: a child that exits is restarted with backoff (up to a limit
@@ -38,6 +38,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from cart_aws.aws import AwsClients
 from cart_aws.provision import format_changes, provision
 from cart_aws.settings import AwsSettings
+from cart_dashboard.settings import DashboardSettings
 from cart_dev import snapshot
 from cart_dev.local_aws import MotoServer, answers, stop_process_group
 
@@ -753,6 +754,19 @@ def run(args: argparse.Namespace) -> int:
         step("Worker: starting the long-polling SQS worker")
         worker = stack.spawn("worker", [sys.executable, "-m", "cart_api.runner"], env)
 
+        dashboard_url, dashboard = None, None
+        if args.dashboard_port:  # started now, so it loads while the traffic and Dagster start
+            dashboard_url = f"http://127.0.0.1:{args.dashboard_port}"
+            step(f"Dashboard: starting on {dashboard_url}")
+            dashboard_env = {**env}
+            if args.dagster_port:  # its health strip asks this Dagster
+                dashboard_env["CART_DAGSTER_UI_URL"] = f"http://127.0.0.1:{args.dagster_port}"
+            dashboard = stack.spawn(
+                "dashboard",
+                [sys.executable, "-m", "cart_dashboard", "--host", "127.0.0.1", "--port", str(args.dashboard_port)],
+                dashboard_env,
+            )
+
         table = settings.purchases_table
         if args.traffic:
             from cart_api.traffic import TrafficConfig, run_traffic
@@ -814,8 +828,10 @@ def run(args: argparse.Namespace) -> int:
                     # a convenience: the rest of the stack is still useful, so it keeps running
                     print(f"error: lakehouse bootstrap: {exc}", file=sys.stderr, flush=True)
 
+        if dashboard_url:
+            wait_until(lambda: answers(f"{dashboard_url}/healthz"), 60, "Dashboard", dashboard)
         backlog = Backlog(aws, settings)
-        print_banner(api_url, endpoint, stack, dagster_url, runs, backlog.describe())
+        print_banner(api_url, endpoint, stack, dagster_url, runs, backlog.describe(), dashboard_url)
         if not args.once:
             code = supervise(stack, args.max_restarts, backlog=backlog)
     except KeyboardInterrupt:
@@ -882,6 +898,7 @@ def print_banner(
     dagster_url: str | None,
     runs: Sequence[tuple[str, str]] = (),
     queues: str | None = None,
+    dashboard_url: str | None = None,
 ) -> None:
     host = urlparse(api_url).netloc
     today = time.strftime("%Y-%m-%d", time.gmtime())
@@ -889,6 +906,7 @@ def print_banner(
         '{"buyer_id":"B000001","product_id":"P0001","number_of_installments":2,'
         f'"total_amount":59.9,"purchase_date":"{today}"}}'
     )
+    dashboard_line = f"  Dashboard (sales)     {dashboard_url}/\n" if dashboard_url else ""
     dagster_line = f"  Dagster UI (assets)   {dagster_url}/asset-groups\n" if dagster_url else ""
     dagster_line += "".join(f"  Lakehouse run         {url}   ({what})\n" for what, url in runs)
     kpi_line = (
@@ -899,10 +917,10 @@ def print_banner(
     print(
         f"""
 Cart lakehouse is running:
-{dagster_line}  API (OpenAPI docs)    {api_url}/docs
+{dashboard_line}{dagster_line}  API (OpenAPI docs)    {api_url}/docs
   API readiness         {api_url}/ready
   Local AWS (moto)      {endpoint}   dashboard: {endpoint}/moto-api/
-{queue_line}{kpi_line}  Logs                  {stack.logs}/ (api.log, worker.log, moto.log, dagster.log)
+{queue_line}{kpi_line}  Logs                  {stack.logs}/ (api.log, worker.log, moto.log, dagster.log, dashboard.log)
 
 Send a purchase:
   curl -s -X POST http://{host}/purchases -H 'X-API-Key: local-dev-key' \\
@@ -934,14 +952,20 @@ def main(argv: list[str] | None = None) -> int:
         prog="cart-dev",
         description=(
             "Run the cart lakehouse locally: moto server (local AWS, restored from its last snapshot), provisioning, "
-            "API, worker, seed traffic, dagster dev, and a few past hours materialized from DynamoDB to gold; "
-            "restarts a child that exits. Ctrl-C snapshots the local AWS and stops everything it started."
+            "API, worker, dashboard, seed traffic, dagster dev, and a few past hours materialized from DynamoDB to "
+            "gold; restarts a child that exits. Ctrl-C snapshots the local AWS and stops everything it started."
         ),
     )
     parser.add_argument("--api-port", type=int, default=8000, help="API port (default 8000)")
     parser.add_argument("--aws-port", type=int, default=4566, help="moto server port (default 4566)")
     parser.add_argument(
         "--dagster-port", type=int, default=3000, help="dagster dev UI port (default 3000; 0: do not start Dagster)"
+    )
+    parser.add_argument(
+        "--dashboard-port",
+        type=non_negative,
+        default=DashboardSettings().dashboard_port,
+        help="dashboard port (default CART_DASHBOARD_PORT, else 8050; 0: do not start the dashboard)",
     )
     parser.add_argument("--traffic", type=int, default=200, help="purchases to seed (0: none; default 200)")
     parser.add_argument("--invalid-share", type=float, default=0.05, help="share of invalid seed requests")

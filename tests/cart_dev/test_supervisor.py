@@ -119,10 +119,13 @@ def stored_ids(aws: AwsClients, table: str) -> set[str]:
 def test_run_command_brings_the_stack_up_keeps_its_data_across_restarts_and_supervises_its_children(
     tmp_path: Path, running: Callable[[list[str], dict[str, str]], Running]
 ) -> None:
-    api_port, aws_port, dagster_port = free_port(), free_port(), free_port()
+    api_port, aws_port, dagster_port, dashboard_port = free_port(), free_port(), free_port(), free_port()
     lake = tmp_path / "lake"
     env = {**os.environ, "CART_LAKE_ROOT": str(lake)}
-    ports = ["--api-port", str(api_port), "--aws-port", str(aws_port), "--state-dir", str(tmp_path)]
+    ports = [
+        *("--api-port", str(api_port), "--aws-port", str(aws_port), "--state-dir", str(tmp_path)),
+        *("--dashboard-port", "0"),
+    ]
     done = subprocess.run(
         [
             sys.executable,
@@ -139,6 +142,8 @@ def test_run_command_brings_the_stack_up_keeps_its_data_across_restarts_and_supe
             str(aws_port),
             "--dagster-port",
             str(dagster_port),
+            "--dashboard-port",
+            str(dashboard_port),
             "--state-dir",
             str(tmp_path),
             "--history-hours",
@@ -158,6 +163,7 @@ def test_run_command_brings_the_stack_up_keeps_its_data_across_restarts_and_supe
     assert "Stored:" in out
     assert f"http://127.0.0.1:{api_port}/docs" in out
     assert f"Dagster UI (assets)   http://127.0.0.1:{dagster_port}" in out
+    assert f"Dashboard (sales)     http://127.0.0.1:{dashboard_port}/" in out  # printed once /healthz answered
     assert "rejected" in out  # the traffic summary
     assert (tmp_path / "logs" / "api.log").exists()
 
