@@ -4,7 +4,7 @@ SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test test-quick lint format typecheck pytest demo bench bench-ingest bench-local-ingest bench-lakehouse bench-local-aws bench-freshness bench-kpis clean dbt
+.PHONY: help setup run test test-quick lint format typecheck pytest browser demo bench bench-ingest bench-local-ingest bench-lakehouse bench-local-aws bench-freshness bench-kpis clean dbt
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -47,10 +47,17 @@ typecheck: setup ## mypy (strict)
 PYTEST_WORKERS ?= 2
 PYTEST_PARALLEL := $(if $(filter 0 1,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist worksteal)
 
-pytest: setup $(DBT_MANIFEST) ## pytest only, in parallel (ARGS="-k name" to select; PYTEST_WORKERS=1 for one process)
+browser: ## Headless Chromium and chromedriver for the dashboard's browser test (Debian packages), when missing
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "Installing chromium and chromium-driver (about a minute)..."; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	else echo "The browser test needs: sudo apt-get install -y chromium chromium-driver" >&2; exit 1; fi
+
+pytest: setup $(DBT_MANIFEST) browser ## pytest only, in parallel (ARGS="-k name" to select; PYTEST_WORKERS=1 for one process)
 	@$(UV) run --locked pytest $(PYTEST_PARALLEL) $(ARGS)
 
-test-quick: setup $(DBT_MANIFEST) ## Every test but the long end-to-end ones (marker e2e), in parallel: a few minutes
+test-quick: setup $(DBT_MANIFEST) browser ## Every test but the long end-to-end ones (marker e2e), in parallel: a few minutes
 	@$(UV) run --locked pytest $(PYTEST_PARALLEL) -m "not e2e and not fuzz_random" $(ARGS)
 
 demo: setup $(DBT_MANIFEST) ## Headless end-to-end demo with faults; prints gold KPIs and the zero-loss ledger
