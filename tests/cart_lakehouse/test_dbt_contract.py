@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
-from cart_lakehouse.dbt_contract import TARGETS, column_tests, main, render, scd2_test
-from contracts import ForeignKey, load_contract
+from cart_lakehouse.dbt_contract import TARGETS, column_tests, main, model_rule_tests, render, scd2_test
+from contracts import Column, ForeignKey, load_contract
 
 DBT_PROJECT = TARGETS[0].path.parents[2]
 
@@ -54,23 +54,40 @@ def test_check_names_every_file_out_of_date(tmp_path: Path, monkeypatch: pytest.
 
 def test_every_rule_of_a_gold_table_becomes_a_named_dbt_test() -> None:
     gold = models("gold")
-    hourly = {c["name"]: c for c in gold["sales_hourly"]["columns"]}
-    assert [next(iter(t)) for t in hourly["hour"]["data_tests"]] == ["not_null", "unique"]
-    share = hourly["installment_share"]["data_tests"][1]["in_range"]
-    assert share == {"name": "sales_hourly__installment_share__in_range", "arguments": {"minimum": 0, "maximum": 1}}
+    contract = load_contract("lakehouse")
+    hourly = gold["sales_hourly"]
+    (required, ranges) = hourly["data_tests"]
+    assert required["not_null_columns"] == {
+        "name": "sales_hourly__required__not_null",
+        "arguments": {"columns": [c.name for c in contract.columns("sales_hourly") if c.required]},
+    }
+    assert ranges["columns_in_range"]["name"] == "sales_hourly__bounds__in_range"
+    assert ranges["columns_in_range"]["arguments"]["bounds"]["installment_share"] == {"minimum": 0, "maximum": 1}
+    columns = {c["name"]: c for c in hourly["columns"]}
+    assert columns["hour"]["data_tests"] == [{"unique": {"name": "sales_hourly__hour__unique"}}]
     category = {c["name"]: c for c in gold["sales_by_category_daily"]["columns"]}["category"]
-    allowed = category["data_tests"][1]["accepted_values"]["arguments"]["values"]
-    assert allowed == load_contract("lakehouse").column("category", "sales_by_category_daily").custom["enum"]
-    key = gold["buyer_daily"]["data_tests"][0]["unique_key"]
+    allowed = category["data_tests"][0]["accepted_values"]["arguments"]["values"]
+    assert allowed == contract.column("category", "sales_by_category_daily").custom["enum"]
+    key = next(t["unique_key"] for t in gold["buyer_daily"]["data_tests"] if "unique_key" in t)
     assert key["arguments"]["columns"] == ["day", "buyer_id"]
     # a composite key is not unique column by column
     assert all("unique" not in t for c in gold["buyer_daily"]["columns"] for t in c.get("data_tests", []))
 
 
+def test_required_columns_and_bounds_are_one_test_per_model_each() -> None:
+    """Each dbt test costs every gold run a node: the rules most columns carry are checked per model."""
+    for folder in ("gold", "star", "marts"):
+        for name, model in models(folder).items():
+            kinds = [next(iter(t)) for t in model.get("data_tests", [])]
+            assert kinds.count("not_null_columns") == 1, name
+            assert kinds.count("columns_in_range") <= 1, name
+            column_kinds = {next(iter(t)) for c in model["columns"] for t in c.get("data_tests", [])}
+            assert not column_kinds & {"not_null", "in_range"}, name
+
+
 def test_a_foreign_key_becomes_a_relationships_test_to_the_referenced_model() -> None:
     fact = {c["name"]: c for c in models("star")["fact_purchases"]["columns"]}
     assert fact["buyer_id"]["data_tests"] == [
-        {"not_null": {"name": "fact_purchases__buyer_id__not_null"}},
         {
             "relationships": {
                 "name": "fact_purchases__buyer_id__relationship",
@@ -89,7 +106,7 @@ def test_a_foreign_key_becomes_a_relationships_test_to_the_referenced_model() ->
 
 def test_the_scd2_property_becomes_one_scd2_valid_test_of_the_dimension() -> None:
     star = models("star")
-    assert star["dim_product"]["data_tests"] == [
+    assert [t for t in star["dim_product"]["data_tests"] if "scd2_valid" in t] == [
         {
             "scd2_valid": {
                 "name": "dim_product__scd2__valid",
@@ -103,7 +120,8 @@ def test_the_scd2_property_becomes_one_scd2_valid_test_of_the_dimension() -> Non
         }
     ]
     assert star["dim_product"]["config"]["meta"]["contract"] == "contracts/analytics.odcs.yaml#dim_product"
-    assert "data_tests" not in star["dim_buyer"]  # one-column key: a column test, no model test
+    # one-column key: a column test, no unique_key
+    assert not [t for t in star["dim_buyer"]["data_tests"] if "unique_key" in t]
     columns = [c.name for c in load_contract("analytics").columns("dim_product")]
     with pytest.raises(ValueError, match="scd2 needs key, from, to"):
         scd2_test("dim_product", {"key": "product_id", "from": "valid_from"}, columns)
@@ -113,7 +131,10 @@ def test_the_scd2_property_becomes_one_scd2_valid_test_of_the_dimension() -> Non
 
 def test_the_marts_composite_keys_are_unique_key_tests() -> None:
     marts = models("marts")
-    keys = {name: m["data_tests"][0]["unique_key"]["arguments"]["columns"] for name, m in marts.items()}
+    keys = {
+        name: next(t["unique_key"] for t in m["data_tests"] if "unique_key" in t)["arguments"]["columns"]
+        for name, m in marts.items()
+    }
     assert keys == {
         "sales_performance": ["grain", "period_start"],
         "items_category_performance": ["day", "category", "product_id"],
@@ -135,7 +156,16 @@ SCD2_CASES = {  # model -> rows (product_id, valid_from, valid_to or None, is_cu
     "scd2_flag": [("P1", "1970-01-01", "2026-01-01", True), ("P1", "2026-01-01", None, True)],
     "scd2_empty": [("P1", "1970-01-01", "1970-01-01", False), ("P1", "1970-01-01", None, True)],
 }
+RULE_CASES = {  # model -> rows (amount, installments, note); amount and installments required, bounded
+    "rules_ok": [("10.00", 1, None), ("0.01", 24, "x")],
+    "rules_nulls": [(None, 1, None), (None, None, None), ("5.00", 3, None)],
+    "rules_out_of_range": [("0.00", 25, None), ("-1.00", 0, None), ("3.00", 2, None)],
+}
 CHILDREN = {"purchases_ok": ["B1", "B2", "B1"], "purchases_orphan": ["B1", "B9", "B8"]}  # buyers: B1, B2
+
+
+def _column(name: str, logical: str, physical: str, required: bool, options: dict[str, Any]) -> Column:
+    return Column(name, logical, physical, required, False, None, "", options, {}, ())
 
 
 def _scd2_model(rows: list[tuple[str, str, str | None, bool]]) -> str:
@@ -175,6 +205,21 @@ def tiny_build(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[str,
         (model_dir / f"{name}.sql").write_text(_scd2_model(rows))
         columns = ("product_id", "valid_from", "valid_to", "is_current")
         entries.append({"name": name, "data_tests": [scd2_test(name, spec, columns)]})
+    rule_columns = [
+        _column("amount", "number", "decimal(12,2)", required=True, options={"exclusiveMinimum": 0}),
+        _column("installments", "integer", "int", required=True, options={"minimum": 1, "maximum": 24}),
+        _column("note", "string", "string", required=False, options={}),
+    ]
+    for name, rule_rows in RULE_CASES.items():
+        values = ", ".join(
+            "(" + ", ".join("null" if v is None else (f"'{v}'" if isinstance(v, str) else str(v)) for v in row) + ")"
+            for row in rule_rows
+        )
+        (model_dir / f"{name}.sql").write_text(
+            f"select amount::decimal(12, 2) as amount, installments::int as installments, note\n"
+            f"from (values {values}) as v(amount, installments, note)\n"
+        )
+        entries.append({"name": name, "data_tests": model_rule_tests(name, rule_columns)})
     (model_dir / "buyers.sql").write_text("select * from (values ('B1'), ('B2')) as v(buyer_id)\n")
     buyer_id = contract.column("buyer_id", "fact_purchases")
     for name, buyers in CHILDREN.items():
@@ -216,6 +261,17 @@ def test_scd2_valid_passes_on_a_valid_dimension_and_fails_on_each_broken_rule(
         "scd2_flag": ("fail", 1),  # a closed version flagged current
         "scd2_empty": ("fail", 1),  # valid_to = valid_from
     }
+
+
+def test_required_columns_and_bounds_fail_naming_each_broken_column(
+    tiny_build: dict[str, tuple[str, int | None]],
+) -> None:
+    assert tiny_build["rules_ok__required__not_null"] == ("pass", 0)
+    assert tiny_build["rules_ok__bounds__in_range"] == ("pass", 0)
+    assert tiny_build["rules_nulls__required__not_null"] == ("fail", 2)  # amount and installments hold nulls
+    assert tiny_build["rules_nulls__bounds__in_range"] == ("pass", 0)  # nulls are not_null's job
+    assert tiny_build["rules_out_of_range__bounds__in_range"] == ("fail", 2)  # both columns out of bounds
+    assert tiny_build["rules_out_of_range__required__not_null"] == ("pass", 0)
 
 
 def test_a_relationships_test_fails_on_a_key_its_dimension_lacks(tiny_build: dict[str, tuple[str, int | None]]) -> None:
