@@ -10,7 +10,7 @@ import pytest
 
 from cart_api.settings import Settings
 from cart_aws.aws import AwsClients
-from cart_aws.provision import main, provision
+from cart_aws.provision import Provisioner, main, provision
 from cart_aws.resources import cart_stack
 from contracts import load_contract
 from tests.conftest import receive_all
@@ -238,3 +238,46 @@ def test_a_table_keyed_otherwise_is_refused_with_what_to_do(settings: Settings, 
     )
     with pytest.raises(RuntimeError, match=r"keyed on day \(HASH\).*order_date \(HASH\).*delete it"):
         provision(settings)
+
+
+def test_the_lake_bucket_is_private_encrypted_and_moves_bronze_to_cheaper_storage(
+    settings: Settings, aws: AwsClients
+) -> None:
+    bucket = settings.lake_bucket
+    block = aws.s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+    assert block == dict.fromkeys(
+        ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets"), True
+    )
+    (rule,) = aws.s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+    assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    rules = {r["ID"]: r for r in aws.s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]}
+    assert rules["bronze-infrequent-access"]["Filter"] == {"Prefix": "bronze/"}
+    assert rules["bronze-infrequent-access"]["Transitions"] == [{"Days": 30, "StorageClass": "STANDARD_IA"}]
+    assert rules["logs-archive"]["Expiration"] == {"Days": 365}
+    assert rules["housekeeping"]["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 7}
+    # locally: no versioning and no deletion protection (cart_aws/provision.py says why)
+    assert "Status" not in aws.s3.get_bucket_versioning(Bucket=bucket)
+    assert not aws.dynamodb.describe_table(TableName=settings.purchases_table)["Table"].get("DeletionProtectionEnabled")
+
+
+def test_bucket_drift_is_corrected(settings: Settings, aws: AwsClients) -> None:
+    aws.s3.delete_bucket_lifecycle(Bucket=settings.lake_bucket)
+    aws.s3.delete_public_access_block(Bucket=settings.lake_bucket)
+    (change,) = [c for c in provision(settings) if c.kind == "s3 bucket"]
+    assert (change.action, change.detail) == ("updated", "public access block, lifecycle")
+    assert {c.action for c in provision(settings)} == {"unchanged"}
+
+
+def test_on_real_aws_the_bucket_is_versioned_and_the_purchases_table_protected(
+    settings: Settings, aws: AwsClients
+) -> None:
+    # what provisioning does when CART_AWS_ENDPOINT_URL is empty, applied to the moto server
+    provisioner = Provisioner(aws)
+    provisioner.on_aws = True
+    changes = {(c.kind, c.name): c for c in provisioner.apply(cart_stack(settings))}
+    assert changes[("s3 bucket", settings.lake_bucket)].detail == "versioning"
+    assert changes[("dynamodb table", settings.purchases_table)].detail == "deletion protection"
+    assert aws.s3.get_bucket_versioning(Bucket=settings.lake_bucket)["Status"] == "Enabled"
+    assert aws.dynamodb.describe_table(TableName=settings.purchases_table)["Table"]["DeletionProtectionEnabled"]
+    assert {c.action for c in provisioner.apply(cart_stack(settings))} == {"unchanged"}
+    aws.dynamodb.update_table(TableName=settings.purchases_table, DeletionProtectionEnabled=False)
