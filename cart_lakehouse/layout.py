@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import Literal
 
 from cart_lakehouse.partitions import Hour
 
@@ -16,6 +17,7 @@ SILVER = "silver/purchases"
 SILVER_QUARANTINE = "silver/purchases_quarantine"
 PRODUCTS_FILE = "reference/products/products.parquet"
 GOLD = "gold"
+STAR = "silver/star"  # the star schema (dbt models/star), built with gold
 DLQ_QUARANTINE = "quarantine/dlq"
 
 
@@ -24,27 +26,53 @@ def bronze_file(hour: Hour) -> str:
     return f"{BRONZE}/{hour.path}/purchases.jsonl"
 
 
+Kind = Literal["hourly", "daily", "whole"]
+
+
 @dataclass(frozen=True)
 class GoldTable:
-    """Where a gold model's rows live: ``gold/<model>/day=YYYY-MM-DD/``, the one partition key of
-    every gold table in the catalog. Daily tables hold one ``data.parquet`` per day; hourly tables
-    one ``part-HH.parquet`` per hour, so an hour is replaced without touching its day's other hours
-    (and the table's ``hour`` column does not clash with a partition key of the same name)."""
+    """Where a dbt model's rows live: ``<prefix>/<model>/``. Gold tables and marts sit under
+    ``gold/``, the star schema under ``silver/star/`` (the star schema is silver's model of the
+    purchases; the marts are built on it).
+
+    ``kind`` says how a table is split into files:
+    - ``hourly``: one ``day=YYYY-MM-DD/part-HH.parquet`` per hour, so an hour is replaced without
+      touching its day's other hours (and the table's ``hour`` column does not clash with the
+      ``day`` partition key);
+    - ``daily``: one ``day=YYYY-MM-DD/data.parquet`` per day (a day rebuilt whole);
+    - ``whole``: one ``data.parquet`` for the whole table, rewritten by every run (small
+      dimensions, rebuilt from all their inputs).
+    """
 
     model: str
-    daily: bool
+    kind: Kind
+    prefix: str = GOLD
+    contract: str = "lakehouse"  # the contract (contracts/<contract>.odcs.yaml) with the model's schema object
+    hour_column: str = "hour"  # an hourly table's column holding the start of the row's hour
 
     @property
     def location(self) -> str:
-        return f"{GOLD}/{self.model}"
+        return f"{self.prefix}/{self.model}"
+
+    @property
+    def partition_keys(self) -> tuple[str, ...]:
+        """The table's partition keys in the catalog (a ``whole`` table has none)."""
+        return () if self.kind == "whole" else ("day",)
 
     def day_dir(self, day: date) -> str:
         return f"{self.location}/day={day.isoformat()}"
 
+    def day_file(self, day: date) -> str:
+        """A daily table's file of ``day``."""
+        return f"{self.day_dir(day)}/data.parquet"
+
     def file(self, hour: Hour) -> str:
-        """The file holding ``hour``'s rows (for a daily table: its whole day)."""
-        name = "data.parquet" if self.daily else f"part-{hour.start:%H}.parquet"
-        return f"{self.day_dir(hour.start.date())}/{name}"
+        """The file holding ``hour``'s rows (a daily table: its whole day; a whole table: all of it)."""
+        if self.kind == "whole":
+            return f"{self.location}/data.parquet"
+        if self.kind == "daily":
+            return self.day_file(hour.start.date())
+        return f"{self.day_dir(hour.start.date())}/part-{hour.start:%H}.parquet"
 
     def files(self, hours: Sequence[Hour]) -> list[str]:
         """The files a partition window of hours covers (daily tables: the whole days it touches)."""
@@ -54,8 +82,12 @@ class GoldTable:
 GOLD_TABLES = {
     t.model: t
     for t in (
-        GoldTable("sales_hourly", daily=False),
-        GoldTable("sales_by_category_daily", daily=True),
-        GoldTable("buyer_daily", daily=True),
+        GoldTable("sales_hourly", "hourly"),
+        GoldTable("sales_by_category_daily", "daily"),
+        GoldTable("buyer_daily", "daily"),
+        GoldTable("fact_purchases", "hourly", prefix=STAR, contract="analytics", hour_column="ingest_hour"),
+        GoldTable("dim_buyer", "whole", prefix=STAR, contract="analytics"),
+        GoldTable("dim_product", "whole", prefix=STAR, contract="analytics"),
+        GoldTable("dim_date", "whole", prefix=STAR, contract="analytics"),
     )
 }

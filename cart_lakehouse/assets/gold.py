@@ -1,4 +1,11 @@
-"""Gold: dbt-duckdb aggregates of silver, written, audited by dbt's tests, then published.
+"""Gold: dbt-duckdb aggregates of silver, the star schema and the marts, written, audited by dbt's
+tests, then published.
+
+One dbt project and one ``@dbt_assets`` definition build three folders of models
+(``GoldTranslator``): ``models/gold`` (``gold/<model>``, group gold), ``models/star`` (the star
+schema, ``star/<model>``, group star, stored under ``silver/star/``) and ``models/marts``
+(``gold/<model>``, group marts). The fact needs the product dimension in the same run, and the
+dimensions are small, so they are rebuilt whole by every run rather than by a run of their own.
 
 Partitioning: the gold models share silver's hourly partitions, daily tables included. A daily
 table (``sales_by_category_daily``, ``buyer_daily``) is rebuilt for every whole day its partition
@@ -13,7 +20,8 @@ Write-audit-publish: dbt writes each model for the window to a staging folder (`
 its tests (generated from the contract, see ``cart_lakehouse/dbt_contract.py``) audit it, and only
 a model whose blocking tests pass is published into ``<lake>/gold/<model>/day=YYYY-MM-DD/``
 (``layout.GoldTable``: one file per hour, or per day), replacing exactly the window's files.
-A failing test leaves the published gold untouched and fails the run.
+A failing test leaves the published gold untouched and fails the run. Dimensions (``whole``
+tables) are one file, replaced by every run.
 """
 
 import tempfile
@@ -40,28 +48,40 @@ from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtC
 from cart_lakehouse.catalog import CatalogTable
 from cart_lakehouse.checks.schemas import arrow_schema
 from cart_lakehouse.dbt_build import DbtBuild, dbt_build
+from cart_lakehouse.filedrop.store import set_files
 from cart_lakehouse.gold_project import GOLD_PROJECT
+from cart_lakehouse.jobs.products import PRODUCTS_TABLE, products_table
 from cart_lakehouse.lake import Lake
 from cart_lakehouse.layout import GOLD_TABLES, SILVER, GoldTable
 from cart_lakehouse.metadata import column_schema, preview
 from cart_lakehouse.partitions import Hour, hourly_partitions, hours_between, whole_days
 from cart_lakehouse.resources import CatalogResource, LakeResource
 from cart_lakehouse.timings import Timings, dbt_node_seconds
+from contracts import load_contract
 
 OWNER = "team:cart-platform"
 SILVER_TABLE = "silver_purchases"
 
 
+def model_folder(dbt_resource_props: Any) -> str:
+    """The folder of a model under ``models/`` (``gold``, ``star`` or ``marts``)."""
+    fqn = list(dbt_resource_props.get("fqn") or [])
+    return str(fqn[1]) if len(fqn) > 2 else "gold"
+
+
 class GoldTranslator(DagsterDbtTranslator):
-    """Gold models as ``gold/<model>`` in group gold; the silver source is the silver asset."""
+    """Models by folder: ``models/star/*`` as ``star/<model>`` (group star), ``models/marts/*`` as
+    ``gold/<model>`` (group marts), ``models/gold/*`` as ``gold/<model>`` (group gold); sources are
+    the assets their ``meta.dagster.asset_key`` names (silver purchases, the file drop's products)."""
 
     def get_asset_key(self, dbt_resource_props: Any) -> AssetKey:
         if dbt_resource_props["resource_type"] == "model":
-            return AssetKey(["gold", dbt_resource_props["name"]])
+            prefix = "star" if model_folder(dbt_resource_props) == "star" else "gold"
+            return AssetKey([prefix, dbt_resource_props["name"]])
         return super().get_asset_key(dbt_resource_props)
 
     def get_group_name(self, dbt_resource_props: Any) -> str | None:
-        return "gold" if dbt_resource_props["resource_type"] == "model" else None
+        return model_folder(dbt_resource_props) if dbt_resource_props["resource_type"] == "model" else None
 
     def get_owners(self, dbt_resource_props: Any) -> Sequence[str] | None:
         return [OWNER]
@@ -81,56 +101,111 @@ class Window:
         """Every hour of every day the window touches (daily models rebuild whole days)."""
         return whole_days(self.hours)
 
-    def vars(self, silver_files: Sequence[str], out_dir: Path) -> dict[str, Any]:
+    def vars(self, lake: Lake, out_dir: Path) -> dict[str, Any]:
+        """dbt's vars of the window: its hours and days, and every input file of the models, each
+        list of files after an empty file typed by its contract (an empty input still has a schema)."""
         return {
             "window_start": self.hours[0].ingest_hour,
             "window_end": Hour(self.hours[-1].end).ingest_hour,
             "day_start": self.days[0].isoformat(),
             "day_end": (self.days[-1] + timedelta(days=1)).isoformat(),
-            "silver_files": list(silver_files),
+            "silver_files": silver_files(lake, self.silver_hours(), out_dir / "_silver_schema.parquet"),
+            "seed_products_file": staged(out_dir / "_seed_products.parquet", products_table()),
+            "product_files": [
+                staged(out_dir / "_products_schema.parquet", arrow_schema("products", "filedrop").empty_table()),
+                *(lake.uri(f) for files in set_files(lake, "silver", "products").values() for f in files),
+            ],
+            "product_rules": product_rules(),
+            "buyer_history_files": [
+                staged(out_dir / "_buyer_daily_schema.parquet", arrow_schema("buyer_daily").empty_table()),
+                *history_files(lake, GOLD_TABLES["buyer_daily"], exclude=self.days),
+            ],
+            "calendar_start": hourly_partitions.start.date().isoformat(),
             "out_dir": str(out_dir),
         }
 
 
+def staged(path: Path, table: arrow.Table) -> str:
+    """Write ``table`` to a local Parquet file for dbt's run; returns its path."""
+    pq.write_table(table, path)
+    return str(path)
+
+
 def silver_files(lake: Lake, hours: Sequence[Hour], schema_file: Path) -> list[str]:
     """The silver Parquet files of the hours, after an empty file typed by the contract."""
-    pq.write_table(arrow_schema(SILVER_TABLE).empty_table(), schema_file)
     found = [lake.uri(f) for h in hours for f in lake.files(f"{SILVER}/{h.path}") if f.endswith(".parquet")]
-    return [str(schema_file), *found]
+    return [staged(schema_file, arrow_schema(SILVER_TABLE).empty_table()), *found]
+
+
+def history_files(lake: Lake, table: GoldTable, exclude: Sequence[date]) -> list[str]:
+    """The published day files of a daily table, but those of the ``exclude`` days (this run rebuilds them)."""
+    skipped = {table.day_file(d) for d in exclude}
+    return [
+        lake.uri(f)
+        for f in lake.files(table.location)
+        if f.endswith("/data.parquet") and "/day=" in f and f not in skipped
+    ]
+
+
+def product_rules() -> dict[str, Any]:
+    """The rules of the lakehouse contract's products table that dim_product applies in SQL to skip
+    the rows reference/products refuses (``jobs/products.py``, ``dimension()``)."""
+    columns = {c.name: c for c in load_contract("lakehouse").columns(PRODUCTS_TABLE)}
+    price = columns["retail_price"].options
+    return {
+        "id_pattern": columns["product_id"].options["pattern"],
+        "categories": list(columns["category"].custom["enum"]),
+        "departments": list(columns["department"].custom["enum"]),
+        "price_above": price["exclusiveMinimum"],
+        "price_max": price["maximum"],
+    }
+
+
+def _write(lake: Lake, relative: str, rows: arrow.Table) -> None:
+    sink = arrow.BufferOutputStream()
+    pq.write_table(rows, sink)
+    lake.write_bytes(relative, sink.getvalue().to_pybytes())
 
 
 def publish(lake: Lake, table: GoldTable, staged: Path, hours: Sequence[Hour]) -> arrow.Table:
-    """Replace the window's files of a gold table with the staged rows (cast to the contract's types).
+    """Replace the window's files of a table with the staged rows (cast to the contract's types).
 
     Each file is written atomically; a file whose hour (or day) has no rows any more is deleted.
+    A ``whole`` table is one file, replaced (empty, with its schema, when it has no rows).
     """
-    data = pq.read_table(staged).cast(arrow_schema(table.model))
-    if table.daily:
+    data = pq.read_table(staged).cast(arrow_schema(table.model, contract=table.contract))
+    if table.kind == "whole":
+        _write(lake, table.file(hours[0]), data)
+        return data
+    if table.kind == "daily":
         key, keys = pc.strftime(data.column("day"), format="%Y-%m-%d"), {h: h.start.date().isoformat() for h in hours}
     else:
-        key, keys = pc.strftime(data.column("hour"), format="%Y-%m-%dT%H"), {h: h.ingest_hour for h in hours}
+        key = pc.strftime(data.column(table.hour_column), format="%Y-%m-%dT%H")
+        keys = {h: h.ingest_hour for h in hours}
     for hour in hours:
         rows = data.filter(pc.equal(key, keys[hour]))
         if rows.num_rows == 0:
             lake.delete(table.file(hour))
-            continue
-        sink = arrow.BufferOutputStream()
-        pq.write_table(rows, sink)
-        lake.write_bytes(table.file(hour), sink.getvalue().to_pybytes())
+        else:
+            _write(lake, table.file(hour), rows)
     return data
 
 
 def catalog_table(lake: Lake, table: GoldTable) -> CatalogTable:
+    """The table in Glue: named after its folder (``gold_sales_hourly``, ``silver_star_dim_product``)."""
     return CatalogTable(
-        name=f"gold_{table.model}",
+        name=table.location.replace("/", "_"),
         contract_table=table.model,
         location=lake.uri(table.location),
-        partition_keys=("day",),
+        partition_keys=table.partition_keys,
+        contract=table.contract,
     )
 
 
 def catalog_partitions(table: GoldTable, data: arrow.Table) -> list[list[str]]:
-    days = data.column("day") if table.daily else pc.cast(data.column("hour"), arrow.date32())
+    if table.kind == "whole":
+        return []
+    days = data.column("day") if table.kind == "daily" else pc.cast(data.column(table.hour_column), arrow.date32())
     return [[d.isoformat()] for d in sorted(set(days.to_pylist()))]
 
 
@@ -154,17 +229,38 @@ def dbt_timings(build: DbtBuild) -> dict[str, Timings]:
     return per_model
 
 
+# per model: the column of revenue and the column counting purchases (None: one purchase a row),
+# summed over the rows the run published, for the asset's numeric metadata
+MEASURES: dict[str, tuple[str, str | None]] = {
+    "sales_hourly": ("revenue", "purchases"),
+    "sales_by_category_daily": ("revenue", "purchases"),
+    "buyer_daily": ("spend", "purchases"),
+    "fact_purchases": ("total_amount", None),
+    "dim_buyer": ("spend_to_date", "purchases_to_date"),
+}
+
+
+def measures(model: str, data: arrow.Table) -> dict[str, Any]:
+    """``revenue`` and ``purchases`` of the rows published (for ``dim_buyer``: to date), so the
+    asset's page plots them over its materializations; none for a model without them."""
+    if model not in MEASURES:
+        return {}
+    revenue, purchases = MEASURES[model]
+    total = pc.sum(data.column(revenue)).as_py() if data.num_rows else None
+    count = data.num_rows if purchases is None else (pc.sum(data.column(purchases)).as_py() if data.num_rows else 0)
+    return {"revenue": MetadataValue.float(float(total or 0)), "purchases": MetadataValue.int(int(count or 0))}
+
+
 def model_metadata(lake: Lake, table: GoldTable, data: arrow.Table) -> dict[str, Any]:
     metadata: dict[str, Any] = {
-        "dagster/row_count": data.num_rows,
-        "dagster/column_schema": column_schema(table.model),
+        "dagster/row_count": MetadataValue.int(data.num_rows),
+        **measures(table.model, data),
+        "dagster/column_schema": column_schema(table.model, contract=table.contract),
         "location": MetadataValue.path(lake.uri(table.location)),
-        "days": len(catalog_partitions(table, data)),
         "preview": preview(data, 10),
     }
-    revenue = "spend" if "spend" in data.column_names else "revenue"
-    if data.num_rows:
-        metadata[f"total_{revenue}"] = MetadataValue.float(float(pc.sum(data.column(revenue)).as_py()))
+    if table.kind != "whole":
+        metadata["days"] = len(catalog_partitions(table, data))
     return metadata
 
 
@@ -183,12 +279,13 @@ def gold(
     the_lake = lake.lake()
     with tempfile.TemporaryDirectory(prefix="cart-gold-") as tmp:
         out_dir = Path(tmp)
-        files = silver_files(the_lake, window.silver_hours(), out_dir / "_silver_schema.parquet")
+        dbt_vars = window.vars(the_lake, out_dir)
         context.log.info(
-            f"gold {window.hours[0].key}..{window.hours[-1].key}: {len(files) - 1} silver file(s) "
-            f"of {len(window.days)} day(s)"
+            f"gold {window.hours[0].key}..{window.hours[-1].key}: {len(dbt_vars['silver_files']) - 1} silver "
+            f"file(s) of {len(window.days)} day(s), {len(dbt_vars['product_files']) - 1} file-drop products file(s), "
+            f"{len(dbt_vars['buyer_history_files']) - 1} buyer_daily day(s) of history"
         )
-        build = dbt_build(context, dbt, window.vars(files, out_dir), out_dir / "dbt")
+        build = dbt_build(context, dbt, dbt_vars, out_dir / "dbt")
         timings = dbt_timings(build)
         events = build.events
         failed = {

@@ -3,7 +3,12 @@
 - silver ← bronze: every bronze line is a silver row, a quarantined row, or an older copy of a
   purchase that silver holds (deduplicated): ``bronze = silver + quarantined + superseded``.
 - gold ← silver: gold revenue equals silver revenue, per hour (``sales_hourly``) and per day
-  (``sales_by_category_daily``, ``buyer_daily``).
+  (``sales_by_category_daily``, ``buyer_daily``); the star's fact has silver's rows and revenue per
+  hour. One factory (``reconciliation_check``) compares a table's figures (sums of a column, or rows
+  counted) with silver's, period by period.
+- star ← reference: the current versions of ``dim_product`` (SCD2, built in SQL) are exactly the
+  products dimension ``reference/products`` is built from (``jobs/products.py``), so the two
+  implementations of "the latest usable row per product" cannot drift apart.
 
 Counts are recomputed from the files in the lake, independently of what the assets reported.
 """
@@ -14,7 +19,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 import pyarrow as arrow
 import pyarrow.compute as pc
@@ -26,15 +31,18 @@ from dagster import (
     AssetChecksDefinition,
     AssetCheckSeverity,
     AssetKey,
+    MetadataValue,
     asset_check,
 )
 
 from cart_lakehouse.checks import hour_dirs, read_window
+from cart_lakehouse.jobs.products import PRODUCTS_TABLE, dimension
 from cart_lakehouse.lake import Lake
 from cart_lakehouse.layout import GOLD_TABLES, SILVER, GoldTable, bronze_file
 from cart_lakehouse.layout import SILVER_QUARANTINE as QUARANTINE
 from cart_lakehouse.partitions import Hour, hourly_partitions, hours_between, whole_days
 from cart_lakehouse.resources import LakeResource
+from contracts import load_contract
 
 
 @dataclass(frozen=True)
@@ -167,36 +175,213 @@ def read_files(lake: Lake, files: Sequence[str]) -> Any:
     return ds.dataset(present, filesystem=lake.fs, format="parquet").to_table() if present else None
 
 
-def gold_revenue_check(table: GoldTable, revenue_column: str) -> AssetChecksDefinition:
-    """Gold revenue of the partition's hours (daily tables: of the days they touch) equals silver's."""
+@dataclass(frozen=True)
+class Measure:
+    """A figure compared with silver: the sum of a column of the table (None: its rows counted)
+    against the sum of a column of silver (None: silver's rows counted)."""
+
+    name: str
+    column: str | None
+    silver: str | None
+
+
+def revenue(column: str) -> Measure:
+    return Measure("revenue", column, "total_amount")
+
+
+def purchases(column: str | None) -> Measure:
+    return Measure("purchases", column, None)
+
+
+@dataclass(frozen=True)
+class Part:
+    """The rows of a table compared with silver per period: per ``hour`` of the partition, or per
+    ``day`` it touches (all of silver's hours of each such day); ``key`` is the table's column
+    holding the period, ``grain`` (optional) the value its ``grain`` column must have."""
+
+    period: Literal["hour", "day"]
+    key: str
+    measures: tuple[Measure, ...]
+    grain: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.grain} rows" if self.grain else f"per {self.period}"
+
+
+def _period_keys(values: Any, period: str) -> Any:
+    """An hour column as ``YYYY-MM-DDTHH`` (silver's ``ingest_hour``), a day column as ``YYYY-MM-DD``."""
+    if arrow.types.is_timestamp(values.type):
+        return pc.strftime(values, format="%Y-%m-%dT%H" if period == "hour" else "%Y-%m-%d")
+    return pc.cast(values, arrow.string())
+
+
+def totals(table: Any, keys: Any, measures: Sequence[tuple[str, str | None]]) -> dict[str, dict[str, Decimal]]:
+    """Per period key: each measure's sum (a column) or count (None), exactly (money to the cent)."""
+    if table is None or table.num_rows == 0:
+        return {}
+    frame = arrow.table({"key": keys, **{name: table.column(c) for name, c in measures if c is not None}})
+    aggregates = [(name, "sum") if c is not None else ("key", "count") for name, c in measures]
+    grouped = frame.group_by("key").aggregate(aggregates).to_pylist()
+    out: dict[str, dict[str, Decimal]] = {}
+    for row in grouped:
+        out[row["key"]] = {
+            name: Decimal(str(row[f"{name}_sum"] if c is not None else row["key_count"])) for name, c in measures
+        }
+    return out
+
+
+def reconcile(lake: Lake, table: GoldTable, part: Part, hours: Sequence[Hour]) -> dict[str, Any]:
+    """The part's figures per period, in the table and in silver, and the periods where they differ."""
+    silver_hours = whole_days(hours) if part.period == "day" else list(hours)
+    data = read_files(lake, table.files(hours))
+    if data is not None and part.grain is not None:
+        data = data.filter(pc.equal(data.column("grain"), part.grain))
+    gold = totals(
+        data,
+        None if data is None else _period_keys(data.column(part.key), part.period),
+        [(m.name, m.column) for m in part.measures],
+    )
+    silver_data = read_window(lake, SILVER, hour_dirs(silver_hours))
+    silver_keys = None
+    if silver_data is not None:
+        hour_keys = silver_data.column("ingest_hour")
+        silver_keys = hour_keys if part.period == "hour" else pc.utf8_slice_codeunits(hour_keys, 0, 10)
+    silver = totals(silver_data, silver_keys, [(m.name, m.silver) for m in part.measures])
+    zero = {m.name: Decimal(0) for m in part.measures}
+    differing = {
+        key: {
+            "table": {k: str(v) for k, v in gold.get(key, zero).items()},
+            "silver": {k: str(v) for k, v in silver.get(key, zero).items()},
+        }
+        for key in sorted(set(gold) | set(silver))
+        if gold.get(key, zero) != silver.get(key, zero)
+    }
+    return {
+        "periods": len(set(gold) | set(silver)),
+        **{m.name: str(sum((v[m.name] for v in gold.values()), Decimal(0))) for m in part.measures},
+        **{f"silver_{m.name}": str(sum((v[m.name] for v in silver.values()), Decimal(0))) for m in part.measures},
+        "differing": differing,
+    }
+
+
+def reconciliation_check(
+    table: GoldTable, asset_key: AssetKey, name: str, parts: Sequence[Part], description: str
+) -> AssetChecksDefinition:
+    """A blocking check that the table's figures of the partition equal silver's, part by part and
+    period by period (recounted from the files)."""
 
     @asset_check(
-        asset=AssetKey(["gold", table.model]),
-        name="revenue_matches_silver",
+        asset=asset_key,
+        name=name,
         blocking=True,
         partitions_def=hourly_partitions,
-        description=f"sum({revenue_column}) equals silver's sum(total_amount) for the same "
-        + ("days (all of silver's hours of each day the partition touches)." if table.daily else "hours."),
+        description=description,
     )
     def _check(context: AssetCheckExecutionContext, lake: LakeResource) -> AssetCheckResult:
-        the_lake = lake.lake()
-        hours = _window(context)
-        silver_hours = whole_days(hours) if table.daily else hours
-        gold = column_total(read_files(the_lake, table.files(hours)), revenue_column)
-        silver = revenue_by(the_lake, SILVER, hour_dirs(silver_hours), "total_amount")
+        the_lake, hours = lake.lake(), _window(context)
+        results = {part.label: reconcile(the_lake, table, part, hours) for part in parts}
+        differing = {label: r.pop("differing") for label, r in results.items()}
+        bad = {label: d for label, d in differing.items() if d}
+        metadata: dict[str, Any] = {}
+        for label, result in results.items():
+            prefix = "" if len(parts) == 1 else label.replace(" ", "_") + "_"
+            metadata.update({f"{prefix}{k}": v for k, v in result.items()})
+        if bad:
+            metadata["differing_periods"] = MetadataValue.json(
+                {label: dict(list(d.items())[:10]) for label, d in bad.items()}
+            )
         return AssetCheckResult(
-            passed=gold == silver,
+            passed=not bad,
             severity=AssetCheckSeverity.ERROR,
-            metadata={
-                "gold_revenue": str(gold),
-                "silver_revenue": str(silver),
-                "difference": str(gold - silver),
-                "silver_hours": len(silver_hours),
-            },
-            description=None if gold == silver else f"gold {gold} ≠ silver {silver}",
+            metadata=metadata,
+            description=None
+            if not bad
+            else "; ".join(
+                f"{label}: {len(d)} period(s) differ from silver ({', '.join(list(d)[:3])})" for label, d in bad.items()
+            ),
         )
 
     return _check
+
+
+def gold_revenue_check(table: GoldTable, revenue_column: str) -> AssetChecksDefinition:
+    """Gold revenue per hour of the partition (daily tables: per day it touches) equals silver's."""
+    daily = table.kind == "daily"
+    return reconciliation_check(
+        table,
+        AssetKey(["gold", table.model]),
+        "revenue_matches_silver",
+        [Part("day" if daily else "hour", "day" if daily else table.hour_column, (revenue(revenue_column),))],
+        f"sum({revenue_column}) equals silver's sum(total_amount) for each "
+        + ("day the partition touches (all of silver's hours of the day)." if daily else "hour of the partition."),
+    )
+
+
+fact_rows_match_silver = reconciliation_check(
+    GOLD_TABLES["fact_purchases"],
+    AssetKey(["star", "fact_purchases"]),
+    "rows_match_silver",
+    [Part("hour", "ingest_hour", (purchases(None), revenue("total_amount")))],
+    "Per hour of the partition, the fact's rows and sum(total_amount) equal silver's: one fact row per purchase.",
+)
+
+
+@asset_check(
+    asset=AssetKey(["star", "dim_product"]),
+    name="current_matches_reference",
+    blocking=True,
+    partitions_def=hourly_partitions,
+    description=(
+        "The current version (is_current) of every product in dim_product equals the products dimension that "
+        "reference/products is built from (the committed CSV, each product replaced by the file drop's latest row "
+        "the contract accepts): the same products, names, brands, categories, departments and prices."
+    ),
+)
+def dim_product_current_matches_reference(context: AssetCheckExecutionContext, lake: LakeResource) -> AssetCheckResult:
+    the_lake = lake.lake()
+    table = GOLD_TABLES["dim_product"]
+    columns = [c.name for c in load_contract("lakehouse").columns(PRODUCTS_TABLE)]
+    star = read_files(the_lake, table.files(_window(context)))
+    current = (
+        {}
+        if star is None
+        else {
+            row["product_id"]: row
+            for row in star.filter(pc.and_(star["is_current"], pc.not_equal(star["product_key"], "unknown")))
+            .select(columns)
+            .to_pylist()
+        }
+    )
+    reference = {row["product_id"]: row for row in dimension(the_lake).table.select(columns).to_pylist()}
+    missing = sorted(set(reference) - set(current))
+    extra = sorted(set(current) - set(reference))
+    differing = sorted(i for i in set(current) & set(reference) if current[i] != reference[i])
+    passed = not (missing or extra or differing)
+    metadata: dict[str, Any] = {
+        "current_versions": len(current),
+        "reference_products": len(reference),
+        "missing_from_dim_product": len(missing),
+        "not_in_reference": len(extra),
+        "differing": len(differing),
+    }
+    if not passed:
+        metadata["sample"] = MetadataValue.json(
+            {
+                "missing": missing[:5],
+                "extra": extra[:5],
+                "differing": [{"dim_product": current[i], "reference": reference[i]} for i in differing[:5]],
+            }
+        )
+    return AssetCheckResult(
+        passed=passed,
+        severity=AssetCheckSeverity.ERROR,
+        metadata=metadata,
+        description=None
+        if passed
+        else f"dim_product's current versions differ from the products dimension: {len(missing)} missing, "
+        f"{len(extra)} extra, {len(differing)} differing",
+    )
 
 
 reconciliation_checks = [
@@ -204,4 +389,6 @@ reconciliation_checks = [
     gold_revenue_check(GOLD_TABLES["sales_hourly"], "revenue"),
     gold_revenue_check(GOLD_TABLES["sales_by_category_daily"], "revenue"),
     gold_revenue_check(GOLD_TABLES["buyer_daily"], "spend"),
+    fact_rows_match_silver,
+    dim_product_current_matches_reference,
 ]

@@ -1,6 +1,6 @@
 """The lakehouse end to end, in-process: DynamoDB (moto server) → bronze → silver (PySpark) → gold
-(dbt-duckdb), with every quality gate, for real hourly partitions. Gold numbers are compared with
-an independent computation from the purchases put into DynamoDB."""
+and the star schema (dbt-duckdb), with every quality gate, for real hourly partitions. Gold and star
+rows are compared with an independent computation from the purchases put into DynamoDB."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 import shutil
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -27,9 +27,9 @@ from cart_dev.seed import put_purchases, stored_purchases
 from cart_lakehouse.definitions import ASSETS, CHECKS
 from cart_lakehouse.gold_project import GOLD_PROJECT
 from cart_lakehouse.lake import Lake
-from cart_lakehouse.layout import PRODUCTS_FILE, bronze_file
+from cart_lakehouse.layout import GOLD_TABLES, PRODUCTS_FILE, bronze_file
 from cart_lakehouse.local import local_resources
-from cart_lakehouse.partitions import Hour
+from cart_lakehouse.partitions import Hour, hourly_partitions
 from tests.cart_lakehouse.sensors.test_alerts import alerts, subscribe_alerts
 from tests.conftest import SPARK_SETTINGS
 
@@ -52,7 +52,7 @@ def resources(settings: Settings, lake: Lake, spark: SparkSession) -> dict[str, 
     return local_resources(settings, lake.root, SPARK_SETTINGS)
 
 
-LAKEHOUSE = AssetSelection.groups("reference", "bronze", "silver", "gold")
+LAKEHOUSE = AssetSelection.groups("reference", "bronze", "silver", "gold", "star")
 
 
 def run(
@@ -67,22 +67,22 @@ def run(
 
 
 def gold(lake: Lake, model: str) -> list[dict[str, Any]]:
-    files = [lake.path(f) for f in lake.files(f"gold/{model}") if f.endswith(".parquet")]
+    """Every published row of a gold, star or mart model."""
+    files = [lake.path(f) for f in lake.files(GOLD_TABLES[model].location) if f.endswith(".parquet")]
     if not files:
         return []
     return ds.dataset(files, format="parquet").to_table().to_pylist()
 
 
+def seed_products() -> dict[str, dict[str, Any]]:
+    """The committed products CSV, read here as plain rows."""
+    csv = Path(__file__).resolve().parents[2] / "cart_lakehouse/data/products.csv"
+    return {row["product_id"]: row for row in ds.dataset(str(csv), format="csv").to_table().to_pylist()}
+
+
 def expected(purchases: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Gold computed here, independently of Spark and dbt, from what DynamoDB holds."""
-    products = {
-        row["product_id"]: row["category"]
-        for row in ds.dataset(
-            str(Path(__file__).resolve().parents[2] / "cart_lakehouse/data/products.csv"), format="csv"
-        )
-        .to_table()
-        .to_pylist()
-    }
+    products = {product_id: row["category"] for product_id, row in seed_products().items()}
     hourly: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for p in purchases:
         hourly[p["ingest_hour"]].append(p)
@@ -125,6 +125,64 @@ def assert_gold_matches(lake: Lake, purchases: Sequence[dict[str, Any]]) -> None
     assert by_buyer == {k: (len(v), sum(v, Decimal(0)).quantize(CENT)) for k, v in want["buyers"].items()}
 
 
+def received(purchase: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(purchase["received_at"])
+
+
+def assert_star_matches(lake: Lake, purchases: Sequence[dict[str, Any]]) -> None:
+    """The star schema computed here from what DynamoDB holds: a fact row per purchase with the keys
+    of its dimensions, the buyers' history, the seed's products (one version each) and the calendar."""
+    products = seed_products()
+    fact = {r["purchase_id"]: r for r in gold(lake, "fact_purchases")}
+    assert set(fact) == {p["purchase_id"] for p in purchases}
+    for p in purchases:
+        row, product = fact[p["purchase_id"]], products.get(p["product_id"])
+        assert row["product_key"] == (f"{p['product_id']}@seed" if product else "unknown")
+        assert row["category"] == (product["category"] if product else "unknown")
+        assert row["date_key"] == date.fromisoformat(p["ingest_hour"][:10])
+        assert row["ingest_hour"] == Hour.from_ingest_hour(p["ingest_hour"]).start
+        assert (row["buyer_id"], row["total_amount"], row["received_at"]) == (
+            p["buyer_id"],
+            Decimal(str(p["total_amount"])).quantize(CENT),
+            received(p),
+        )
+    by_buyer: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for p in purchases:
+        by_buyer[p["buyer_id"]].append(p)
+    buyers = {r["buyer_id"]: r for r in gold(lake, "dim_buyer")}
+    assert buyers == {
+        buyer: {
+            "buyer_id": buyer,
+            "first_purchase_at": min(received(p) for p in rows),
+            "last_purchase_at": max(received(p) for p in rows),
+            "first_purchase_day": min(date.fromisoformat(p["ingest_hour"][:10]) for p in rows),
+            "purchases_to_date": len(rows),
+            "spend_to_date": sum((Decimal(str(p["total_amount"])) for p in rows), Decimal(0)).quantize(CENT),
+        }
+        for buyer, rows in by_buyer.items()
+    }
+    versions = {r["product_key"]: r for r in gold(lake, "dim_product")}
+    assert set(versions) == {f"{i}@seed" for i in products} | {"unknown"}
+    assert all(v["is_current"] and v["valid_to"] is None for v in versions.values())
+    assert versions["unknown"]["category"] == "unknown"
+    calendar = {r["date_key"]: r for r in gold(lake, "dim_date")}
+    assert min(calendar) == hourly_partitions.start.date()
+    assert max(calendar) == date(datetime.now(UTC).year + 1, 12, 31)
+    day = HOUR.start.date()
+    iso = day.isocalendar()
+    assert calendar[day] == {
+        "date_key": day,
+        "weekday": iso.weekday,
+        "weekday_name": day.strftime("%A"),
+        "iso_week": iso.week,
+        "iso_year": iso.year,
+        "month": day.month,
+        "month_name": day.strftime("%B"),
+        "quarter": (day.month - 1) // 3 + 1,
+        "year": day.year,
+    }
+
+
 def checks(result: ExecuteInProcessResult) -> dict[str, bool]:
     return {f"{e.asset_key.to_user_string()}:{e.check_name}": e.passed for e in result.get_asset_check_evaluations()}
 
@@ -147,6 +205,12 @@ def test_an_hour_flows_from_dynamodb_to_gold_and_matches_an_independent_computat
     } <= set(evaluations)
     assert "gold/buyer_daily:buyer_daily__primary_key__unique" in evaluations  # a dbt test, as an asset check
     assert_gold_matches(lake, purchases)  # only HOUR: NEXT was not materialized
+    assert_star_matches(lake, purchases)
+    assert {
+        "star/dim_product:current_matches_reference",
+        "star/fact_purchases:fact_purchases__product_key__relationship",  # generated from the contract
+        "star/dim_product:dim_product__scd2__valid",
+    } <= set(evaluations)
     materialized = {e.asset_key: e.materialization.metadata for e in result.get_asset_materialization_events()}
     assert {AssetKey(["gold", m]) for m in ("sales_hourly", "sales_by_category_daily", "buyer_daily")} <= set(
         materialized
@@ -194,6 +258,7 @@ def test_reruns_late_data_and_a_backfill_converge_to_what_dynamodb_holds(
 
     assert backfill.success
     assert_gold_matches(lake, first + late + second)
+    assert_star_matches(lake, first + late + second)
     (day,) = {r["day"] for r in gold(lake, "buyer_daily")}
     assert day == HOUR.start.date()
 
@@ -245,13 +310,14 @@ def test_a_bad_row_is_quarantined_and_gold_counts_only_clean_rows(
     lines = lake.read_bytes(bronze_file(HOUR)).decode().splitlines()
     lake.write_bytes(bronze_file(HOUR), "\n".join([*lines, json.dumps(bad)]).encode() + b"\n")
 
-    result = run(resources, HOUR, selection=AssetSelection.groups("silver", "gold"))
+    result = run(resources, HOUR, selection=AssetSelection.groups("silver", "gold", "star"))
 
     assert result.success
     quarantine = lake.files("silver/purchases_quarantine")
     rows = ds.dataset([lake.path(f) for f in quarantine if f.endswith(".parquet")]).to_table().to_pylist()
     assert [r["reason"] for r in rows] == ["total_amount: must be > 0"]
     assert_gold_matches(lake, purchases)
+    assert_star_matches(lake, purchases)
     assert checks(result)["silver/purchases:reconciles_with_bronze"]
 
 

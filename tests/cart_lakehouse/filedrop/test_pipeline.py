@@ -1,9 +1,11 @@
 """The file drop end to end on the local AWS: files put into the lake bucket, S3's events read by
 the landing sensor, the set's run (validation, bronze, silver, KPIs into Delta and DynamoDB,
-the checks, the archive), the notifications; a re-drop, a late file, and faulty sets."""
+the checks, the archive), the notifications; a re-drop, a late file, and faulty sets; the star
+schema's product dimension keeping each price a later set changes as a version of its own."""
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 from collections.abc import Iterator
@@ -16,6 +18,7 @@ import pyarrow.csv as arrow_csv
 import pyarrow.parquet as pq
 import pytest
 from dagster import (
+    AssetKey,
     AssetSelection,
     DagsterInstance,
     ExecuteInProcessResult,
@@ -36,6 +39,9 @@ from cart_lakehouse.filedrop.partitions import FORCE_RUN_CONFIG
 from cart_lakehouse.filedrop.sample import FAULTS, generate_set, late_items
 from cart_lakehouse.filedrop.sensor import landing_files_sensor
 from cart_lakehouse.lake import Lake
+from cart_lakehouse.layout import GOLD_TABLES
+from cart_lakehouse.local import local_resources
+from cart_lakehouse.partitions import Hour
 from cart_lakehouse.resources import AwsResource, LakeResource
 from tests.conftest import receive_all
 
@@ -177,6 +183,41 @@ def test_a_dropped_set_reaches_both_kpi_tables_is_archived_and_announced(
     assert set(notice["details"]["order_dates"]) == set(delta)
 
 
+def repriced(files: dict[str, bytes], product_id: str, price: str) -> dict[str, bytes]:
+    """The set's products file with one product's retail price changed (the shop's new price list)."""
+    key = next(k for k in files if k.startswith("landing/products/"))
+    header, *rows = files[key].decode().splitlines()
+    column = header.split(",").index("retail_price")
+    lines = [header]
+    for row in rows:
+        cells = next(csv.reader([row]))
+        if cells[0] == product_id:
+            cells[column] = price
+            out = io.StringIO()
+            csv.writer(out, lineterminator="").writerow(cells)
+            row = out.getvalue()
+        lines.append(row)
+    changed = "\n".join(lines).encode() + b"\n"
+    assert changed != files[key]
+    return {key.replace(".csv", "-repriced.csv"): changed}
+
+
+def dim_product(settings: Settings, env: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, bool]]:
+    """star/dim_product as the gold run builds it (dbt alone, no Spark), and its checks."""
+    from cart_lakehouse.definitions import ASSETS, CHECKS
+
+    hour = Hour(datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=2))
+    result = materialize(
+        [*ASSETS, *CHECKS],
+        selection=AssetSelection.assets(AssetKey(["star", "dim_product"])),
+        partition_key=hour.key,
+        instance=env["instance"],
+        resources=local_resources(settings, str(env["root"])),
+    )
+    rows = pq.read_table(env["lake"].path(GOLD_TABLES["dim_product"].file(hour))).to_pylist()
+    return rows, {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+
+
 def test_a_redrop_changes_nothing_and_a_late_file_changes_exactly_its_date(
     settings: Settings, aws: AwsClients, env: dict[str, Any]
 ) -> None:
@@ -201,6 +242,7 @@ def test_a_redrop_changes_nothing_and_a_late_file_changes_exactly_its_date(
         assert read_items(aws, table) == items, table
 
     late = late_items(seed=5, orders=90, days=3, name="late", day=1)
+    late |= repriced(files, "P0001", "123.45")  # and a new price list: P0001's price changes
     drop(aws, settings, late)
     [third] = sets_launched(settings, env)
     assert run_set(settings, env, third).success
@@ -223,6 +265,23 @@ def test_a_redrop_changes_nothing_and_a_late_file_changes_exactly_its_date(
     assert {d: {k: v for k, v in r.items() if k != "updated_by_set"} for d, r in back.items()} == {
         d: {k: v for k, v in r.items() if k != "updated_by_set"} for d, r in old.items()
     }
+
+    # the star's product dimension (SCD2): P0001's price changed with the third set and back with the
+    # fourth, so it has three versions, each valid from the time its set was formed to the next one's;
+    # the first set repeated the seed's values and opened none; a product no set changed has one
+    versions, checks = dim_product(settings, env)
+    p0001 = sorted((v for v in versions if v["product_id"] == "P0001"), key=lambda v: v["valid_from"])
+    assert [(v["source"], str(v["retail_price"]), v["is_current"]) for v in p0001] == [
+        ("seed", str(p0001[0]["retail_price"]), False),
+        (third, "123.45", False),
+        (fourth, str(p0001[0]["retail_price"]), True),
+    ]
+    assert p0001[0]["valid_from"] == datetime(1970, 1, 1, tzinfo=UTC)
+    assert [v["valid_to"] for v in p0001] == [p0001[1]["valid_from"], p0001[2]["valid_from"], None]
+    assert p0001[1]["valid_from"] == datetime.strptime(third[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    assert [v["source"] for v in versions if v["product_id"] == "P0002"] == ["seed"]
+    assert checks == dict.fromkeys(checks, True)
+    assert {"current_matches_reference", "dim_product__scd2__valid"} <= set(checks)
 
 
 @pytest.mark.parametrize(
