@@ -17,19 +17,19 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
-from dagster import AssetKey, AssetSelection, ExecuteInProcessResult, materialize
+from dagster import AssetKey, AssetSelection, ExecuteInProcessResult
 from dagster_dbt import DbtCliResource
 from pyspark.sql import SparkSession
 
 from cart_api.settings import Settings
 from cart_aws.aws import AwsClients
 from cart_dev.seed import put_purchases, stored_purchases
-from cart_lakehouse.definitions import ASSETS, CHECKS
 from cart_lakehouse.gold_project import GOLD_PROJECT
 from cart_lakehouse.lake import Lake
 from cart_lakehouse.layout import GOLD_TABLES, PRODUCTS_FILE, bronze_file
 from cart_lakehouse.local import local_resources
 from cart_lakehouse.partitions import Hour, hourly_partitions
+from tests.cart_lakehouse.pipeline import run
 from tests.cart_lakehouse.sensors.test_alerts import alerts, subscribe_alerts
 from tests.conftest import SPARK_SETTINGS
 
@@ -50,20 +50,6 @@ def lake(tmp_path: Path) -> Lake:
 @pytest.fixture
 def resources(settings: Settings, lake: Lake, spark: SparkSession) -> dict[str, Any]:
     return local_resources(settings, lake.root, SPARK_SETTINGS)
-
-
-LAKEHOUSE = AssetSelection.groups("reference", "bronze", "silver", "gold", "star")
-
-
-def run(
-    resources: dict[str, Any], *hours: Hour, selection: AssetSelection = LAKEHOUSE, raise_on_error: bool = True
-) -> ExecuteInProcessResult:
-    """Materialize the lakehouse for one hour or a window of consecutive hours (a single run)."""
-    window = {"dagster/asset_partition_range_start": hours[0].key, "dagster/asset_partition_range_end": hours[-1].key}
-    kwargs: dict[str, Any] = {"partition_key": hours[0].key} if len(hours) == 1 else {"tags": window}
-    return materialize(
-        [*ASSETS, *CHECKS], selection=selection, resources=resources, raise_on_error=raise_on_error, **kwargs
-    )
 
 
 def gold(lake: Lake, model: str) -> list[dict[str, Any]]:
