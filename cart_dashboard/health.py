@@ -26,16 +26,18 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any, Literal
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
-from botocore.exceptions import BotoCoreError, ClientError
 
-from cart_aws.aws import AwsClients
 from cart_aws.settings import AwsSettings
 from cart_lakehouse.lake import Lake
 from cart_lakehouse.layout import SILVER_QUARANTINE
+
+if TYPE_CHECKING:
+    from cart_aws.aws import AwsClients
 
 log = logging.getLogger(__name__)
 
@@ -222,6 +224,8 @@ def quarantine_item(counter: QuarantineCounter, start: date | None, end: date | 
 
 
 def dlq_item(aws: AwsClients) -> Item:
+    from botocore.exceptions import BotoCoreError, ClientError
+
     queue = aws.settings.purchases_dlq
     try:
         depth = aws.queue_depth(queue)
@@ -257,10 +261,17 @@ class Health:
         self.dagster_url = dagster_url.rstrip("/")
         self.timeout = timeout
         self.dagster_timeout = dagster_timeout
-        # one attempt, short timeouts: a down SQS must not hold the strip for boto3's retries
-        self.aws = AwsClients(aws, attempts=1, read_timeout=timeout, connect_timeout=timeout)
+        self.aws_settings = aws
         self.quarantine = QuarantineCounter(lake)
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="health")
+
+    @cached_property
+    def aws(self) -> AwsClients:
+        """Built at the first question (boto3 takes a second to import: not while the page starts);
+        one attempt, short timeouts: a down SQS must not hold the strip for boto3's retries."""
+        from cart_aws.aws import AwsClients
+
+        return AwsClients(self.aws_settings, attempts=1, read_timeout=self.timeout, connect_timeout=self.timeout)
 
     def items(self, start: date | None, end: date | None, now: datetime | None = None) -> list[Item]:
         """Every item of the strip, in ``ITEMS``' order; a source that fails gives "unavailable" items."""
