@@ -48,8 +48,10 @@ def clock(request: HTTPConnection) -> Clock:
 
 def _client(request: HTTPConnection, api_key: str | None) -> str:
     """The name of the client whose key was sent; 401 without a valid key."""
+    settings: Settings = request.app.state.settings
+    if settings.auth_mode == "cognito":
+        return _cognito_client(request)
     if api_key:
-        settings: Settings = request.app.state.settings
         for name, key in settings.api_keys.items():
             if hmac.compare_digest(api_key.encode(), key.encode()):
                 return name
@@ -57,6 +59,22 @@ def _client(request: HTTPConnection, api_key: str | None) -> str:
         status_code=401,
         detail="A valid API key is required in the X-API-Key header." if not api_key else "The API key is not valid.",
         headers={"WWW-Authenticate": "ApiKey"},
+    )
+
+
+def _cognito_client(request: HTTPConnection) -> str:
+    """The app client of the Cognito access token API Gateway's authorizer verified (CART_AUTH_MODE
+    cognito): its claims arrive in the Lambda event Mangum passes on. The function can be invoked
+    only by that API (its resource policy), so a request without them did not come through it."""
+    event = request.scope.get("aws.event") or {}
+    claims = (event.get("requestContext") or {}).get("authorizer", {}).get("claims") or {}
+    client = claims.get("client_id")
+    if client:
+        return str(client)
+    raise HTTPException(
+        status_code=401,
+        detail="A Cognito access token is required in the Authorization header (CART_AUTH_MODE is cognito).",
+        headers={"WWW-Authenticate": "Bearer"},
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field, model_validator
 
@@ -17,6 +18,13 @@ class Settings(AwsSettings):
     api_keys: dict[str, str] = Field(
         default=LOCAL_DEV_KEYS,
         description="API clients as a JSON object {client name: key}. Required on real AWS.",
+    )
+    auth_mode: Literal["api-key", "cognito"] = Field(
+        default="api-key",
+        description=(
+            "How API clients authenticate: api-key (X-API-Key, CART_API_KEYS) or cognito (on AWS behind API "
+            "Gateway's Cognito authorizer, which has verified the access token; the client is its client_id)."
+        ),
     )
     max_body_bytes: int = Field(default=16_384, ge=1_024, description="Largest request body accepted (413 above).")
     publish_batch_size: int = Field(

@@ -248,6 +248,8 @@ class UserPool:
     name: str
     purpose: str
     api: str
+    # tells the API function which of the two the stack chose (template parameter AuthMode)
+    env_var: str = "CART_AUTH_MODE"
 
 
 @dataclass(frozen=True)

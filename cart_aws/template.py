@@ -448,6 +448,10 @@ class _Renderer:
         }
         for key, value in function.environment.items():
             environment[key] = self._name_of(value) if isinstance(value, NameOf) else value
+        apis = {a.name: a for a in self.stack.apis}
+        for pool in self.stack.user_pools:
+            if apis[pool.api].function == function.name:
+                environment[pool.env_var] = ref("AuthMode")
         for secret in self.stack.secrets:
             if secret.function == function.name:
                 # a dynamic reference, resolved by CloudFormation at deploy time: the key itself
@@ -559,7 +563,15 @@ class _Renderer:
         rest = self.add(
             logical_id(api.name, "RestApi"),
             "AWS::ApiGateway::RestApi",
-            {"Name": staged(api.name), "Description": api.purpose, "EndpointConfiguration": {"Types": ["REGIONAL"]}},
+            {
+                "Name": staged(api.name),
+                "Description": api.purpose,
+                "EndpointConfiguration": {"Types": ["REGIONAL"]},
+                # every body passes as bytes: the function's base64-encoded answers (Mangum encodes
+                # any type it does not know as text, application/problem+json among them) are
+                # decoded for the client, which a REST API does only for binary media types
+                "BinaryMediaTypes": ["*/*"],
+            },
         )
         function = logical_id(api.function, "Function")
         pool = next((logical_id(p.name, "UserPool") for p in self.stack.user_pools if p.api == api.name), None)

@@ -3,6 +3,7 @@ partial batch failures."""
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -69,6 +70,49 @@ def test_api_handler_accepts_a_purchase_through_mangum(lambda_env: pytest.Monkey
         http_api_event("POST", "/purchases", "{}", {"content-type": "application/json"}), None
     )
     assert refused["statusCode"] == 401
+
+
+def rest_api_event(
+    method: str, path: str, body: str | None = None, headers: dict[str, str] | None = None, claims: Any = None
+) -> dict[str, Any]:
+    """An API Gateway REST API (payload 1.0) proxy event, as the template's API sends it; with
+    ``claims``, as its Cognito authorizer passes on a verified access token's."""
+    context: dict[str, Any] = {"stage": "prod", "requestId": "req-2", "identity": {"sourceIp": "203.0.113.9"}}
+    if claims is not None:
+        context["authorizer"] = {"claims": claims}
+    return {
+        "resource": "/{proxy+}",
+        "path": path,
+        "httpMethod": method,
+        "headers": {"Host": "abc123.execute-api.us-east-1.amazonaws.com", **(headers or {})},
+        "multiValueHeaders": {},
+        "queryStringParameters": None,
+        "multiValueQueryStringParameters": None,
+        "requestContext": context,
+        "body": body,
+        "isBase64Encoded": False,
+    }
+
+
+def test_in_cognito_mode_the_client_is_the_verified_tokens_app_client(
+    lambda_env: pytest.MonkeyPatch, aws: AwsClients
+) -> None:
+    lambda_env.setenv("CART_AUTH_MODE", "cognito")
+    json_body = {"content-type": "application/json"}
+    claims = {"client_id": "4lbd1shop", "scope": "cart-api-prod/purchases", "token_use": "access"}
+    accepted = lambda_handler.api_handler(
+        rest_api_event("POST", "/purchases", json.dumps(VALID_PURCHASE), json_body, claims), None
+    )
+    assert accepted["statusCode"] == 202
+    assert queue_depth(aws, get_settings().purchases_queue) == 1
+    # an API key is no way in: only what the authorizer verified counts
+    with_key = rest_api_event("POST", "/purchases", json.dumps(VALID_PURCHASE), {**json_body, "x-api-key": API_KEY})
+    refused = lambda_handler.api_handler(with_key, None)
+    assert refused["statusCode"] == 401
+    # Mangum base64-encodes problem+json; the REST API decodes it for the client (BinaryMediaTypes */*)
+    assert refused["isBase64Encoded"] is True
+    assert "Cognito access token" in json.loads(base64.b64decode(refused["body"]))["detail"]
+    assert refused["headers"]["www-authenticate"] == "Bearer"
 
 
 def test_worker_handler_reports_only_unstored_records(
