@@ -453,7 +453,7 @@ class _Renderer:
             if apis[pool.api].function == function.name:
                 environment[pool.env_var] = ref("AuthMode")
         for secret in self.stack.secrets:
-            if secret.function == function.name:
+            if function.name in secret.functions:
                 # a dynamic reference, resolved by CloudFormation at deploy time: the key itself
                 # is never in the template
                 secret_id = logical_id(secret.name, "Secret")

@@ -183,8 +183,10 @@ def test_no_api_key_is_written_in_the_template(template: dict[str, Any]) -> None
     secret = template["Resources"]["CartApiKeysSecret"]["Properties"]
     assert "SecretString" not in secret
     assert secret["GenerateSecretString"]["GenerateStringKey"] == "default"
-    variables = template["Resources"]["CartApiFunction"]["Properties"]["Environment"]["Variables"]
-    assert variables["CART_API_KEYS"] == {"Fn::Sub": "{{resolve:secretsmanager:${CartApiKeysSecret}:SecretString}}"}
+    # both functions read cart_api's Settings, which want production keys on AWS
+    for function in ("CartApiFunction", "CartWorkerFunction"):
+        variables = template["Resources"][function]["Properties"]["Environment"]["Variables"]
+        assert variables["CART_API_KEYS"] == {"Fn::Sub": "{{resolve:secretsmanager:${CartApiKeysSecret}:SecretString}}"}
 
 
 def test_a_queue_trigger_the_queue_would_time_out_is_refused() -> None:
