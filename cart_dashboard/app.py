@@ -37,6 +37,7 @@ KPIS = (
 )
 HEALTH_KEYS = ("bronze", "silver", "gold", "marts", "freshness", "quarantine", "dlq", "failed-checks")
 REFRESH_MS = 60_000  # figures and health are asked again every minute while the page is open
+GRAPH_CONFIG = {"displayModeBar": False}  # plotly's toolbar would sit on the legend
 COLORS = {"revenue": "#2563eb", "purchases": "#f59e0b", "new": "#16a34a", "returning": "#9333ea"}
 
 
@@ -60,8 +61,14 @@ def _series_figure(page: Page) -> dict[str, Any]:
     layout: dict[str, Any] = {
         "margin": {"l": 50, "r": 50, "t": 30, "b": 40},
         "legend": {"orientation": "h", "y": 1.12},
-        "yaxis": {"title": {"text": "revenue"}},
-        "yaxis2": {"title": {"text": "purchases"}, "overlaying": "y", "side": "right", "showgrid": False},
+        "yaxis": {"title": {"text": "revenue"}, "rangemode": "tozero"},
+        "yaxis2": {
+            "title": {"text": "purchases"},
+            "overlaying": "y",
+            "side": "right",
+            "showgrid": False,
+            "rangemode": "tozero",
+        },
         "hovermode": "x unified",
     }
     data: list[dict[str, Any]] = []
@@ -337,11 +344,12 @@ def layout(marts: Marts) -> html.Div:
                     html.Div(
                         [
                             html.Div(
-                                [html.H3("Revenue and purchases"), dcc.Graph(id="revenue-chart")],
+                                [html.H3("Revenue and purchases"), dcc.Graph(id="revenue-chart", config=GRAPH_CONFIG)],
                                 className="panel wide",
                             ),
                             html.Div(
-                                [html.H3("New vs returning buyers"), dcc.Graph(id="buyers-chart")], className="panel"
+                                [html.H3("New vs returning buyers"), dcc.Graph(id="buyers-chart", config=GRAPH_CONFIG)],
+                                className="panel",
                             ),
                         ],
                         className="row",

@@ -234,12 +234,13 @@ class Marts:
 
     def category_kpis(self) -> arrow.Table | None:
         """The file drop's ``kpis/category_kpis`` Delta table (None: the file drop never loaded a set)."""
-        # deltalake and the KPI module load only when the page first asks (kpi_tables pulls in pandera)
-        from deltalake import DeltaTable
+        from deltalake import DeltaTable  # loaded when the page first asks
 
-        from cart_lakehouse.filedrop.kpi_tables import storage_options
+        uri, options = self.lake.uri(kpi_table("category_kpis")), {}
+        if not self.lake.is_local:  # kpi_tables pulls in pandera (seconds): only for S3's options
+            from cart_lakehouse.filedrop.kpi_tables import storage_options
 
-        uri, options = self.lake.uri(kpi_table("category_kpis")), storage_options(self.lake, self.aws)
+            options = storage_options(self.lake, self.aws)
         if not DeltaTable.is_deltatable(uri, storage_options=options):
             return None
         delta = DeltaTable(uri, storage_options=options)
