@@ -37,7 +37,7 @@ KPIS = (
 )
 HEALTH_KEYS = ("bronze", "silver", "gold", "marts", "freshness", "quarantine", "dlq", "failed-checks")
 REFRESH_MS = 60_000  # figures and health are asked again every minute while the page is open
-GRAPH_CONFIG = {"displayModeBar": False}  # plotly's toolbar would sit on the legend
+GRAPH_CONFIG: dcc.Graph.Config = {"displayModeBar": False}  # plotly's toolbar would sit on the legend
 COLORS = {"revenue": "#2563eb", "purchases": "#f59e0b", "new": "#16a34a", "returning": "#9333ea"}
 
 
