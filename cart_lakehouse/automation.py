@@ -35,7 +35,7 @@ from dagster import (
 
 from cart_lakehouse.partitions import Hour, hourly_partitions
 
-LAKEHOUSE_HOURLY = AssetSelection.groups("bronze", "silver", "gold", "star")
+LAKEHOUSE_HOURLY = AssetSelection.groups("bronze", "silver", "gold", "star", "marts")
 SCHEDULE_MINUTE = 5  # the backstop's minute of the hour; the hour_closed sensor hands over a minute before
 TRIGGER_TAG = "cart/trigger"
 # reruns for a reason found after the hour's first run; a DLQ rerun may even start before the

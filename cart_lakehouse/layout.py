@@ -42,6 +42,8 @@ class GoldTable:
     - ``daily``: one ``day=YYYY-MM-DD/data.parquet`` per day (a day rebuilt whole);
     - ``whole``: one ``data.parquet`` for the whole table, rewritten by every run (small
       dimensions, rebuilt from all their inputs).
+    ``follows_days``: how many days after a day hold rows computed from it (the marts' moving
+    figures), so that a run also rewrites those of them already published (``assets/gold.py``).
     """
 
     model: str
@@ -49,6 +51,7 @@ class GoldTable:
     prefix: str = GOLD
     contract: str = "lakehouse"  # the contract (contracts/<contract>.odcs.yaml) with the model's schema object
     hour_column: str = "hour"  # an hourly table's column holding the start of the row's hour
+    follows_days: int = 0
 
     @property
     def location(self) -> str:
@@ -89,5 +92,7 @@ GOLD_TABLES = {
         GoldTable("dim_buyer", "whole", prefix=STAR, contract="analytics"),
         GoldTable("dim_product", "whole", prefix=STAR, contract="analytics"),
         GoldTable("dim_date", "whole", prefix=STAR, contract="analytics"),
+        GoldTable("sales_performance", "daily", contract="analytics", follows_days=6),
+        GoldTable("items_category_performance", "daily", contract="analytics"),
     )
 }

@@ -21,7 +21,7 @@ from cart_lakehouse.partitions import Hour
 from cart_lakehouse.resources import AwsResource, CatalogResource, LakeResource, spark_config
 from cart_lakehouse.settings import LakeSettings
 
-HOURLY_GROUPS = ("bronze", "silver", "gold", "star")
+HOURLY_GROUPS = ("bronze", "silver", "gold", "star", "marts")
 
 
 def local_resources(settings: AwsSettings, lake_root: str, spark: LakeSettings | None = None) -> dict[str, Any]:

@@ -25,9 +25,9 @@ tables) are one file, replaced by every run.
 """
 
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -48,13 +48,14 @@ from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtC
 from cart_lakehouse.catalog import CatalogTable
 from cart_lakehouse.checks.schemas import arrow_schema
 from cart_lakehouse.dbt_build import DbtBuild, dbt_build
+from cart_lakehouse.filedrop.kpi_tables import read_kpis
 from cart_lakehouse.filedrop.store import set_files
 from cart_lakehouse.gold_project import GOLD_PROJECT
 from cart_lakehouse.jobs.products import PRODUCTS_TABLE, products_table
 from cart_lakehouse.lake import Lake
 from cart_lakehouse.layout import GOLD_TABLES, SILVER, GoldTable
 from cart_lakehouse.metadata import column_schema, preview
-from cart_lakehouse.partitions import Hour, hourly_partitions, hours_between, whole_days
+from cart_lakehouse.partitions import Hour, hourly_partitions, hours_between
 from cart_lakehouse.resources import CatalogResource, LakeResource
 from cart_lakehouse.timings import Timings, dbt_node_seconds
 from contracts import load_contract
@@ -89,17 +90,33 @@ class GoldTranslator(DagsterDbtTranslator):
 
 @dataclass(frozen=True)
 class Window:
-    """The partition window as dbt's vars."""
+    """The partition window as dbt's vars.
+
+    Daily models rebuild every day the window touches, from all of silver's hours of those days.
+    A mart with moving figures (``GoldTable.follows_days``) also reads the ``lookback_days`` before
+    them (day-over-day and 7-day figures), and rebuilds the ``following_days`` after the window
+    whose published moving figures depend on its days, so that a late hour corrects them too (for
+    the usual latest hour there are none)."""
 
     hours: tuple[Hour, ...]
+    following_days: int = 0
+    lookback_days: int = 0
 
     @property
     def days(self) -> list[date]:
         return sorted({h.start.date() for h in self.hours})
 
+    @property
+    def mart_days(self) -> list[date]:
+        """The days whose mart rows this run rebuilds: the window's and the following days."""
+        last = self.days[-1]
+        return [*self.days, *(last + timedelta(days=n) for n in range(1, self.following_days + 1))]
+
     def silver_hours(self) -> list[Hour]:
-        """Every hour of every day the window touches (daily models rebuild whole days)."""
-        return whole_days(self.hours)
+        """Every hour of every day the models read: the marts' days and the lookback before them."""
+        first, last = self.days[0] - timedelta(days=self.lookback_days), self.mart_days[-1]
+        start = datetime(first.year, first.month, first.day, tzinfo=UTC)
+        return hours_between(start, datetime(last.year, last.month, last.day, tzinfo=UTC) + timedelta(days=1))
 
     def vars(self, lake: Lake, out_dir: Path) -> dict[str, Any]:
         """dbt's vars of the window: its hours and days, and every input file of the models, each
@@ -121,8 +138,28 @@ class Window:
                 *history_files(lake, GOLD_TABLES["buyer_daily"], exclude=self.days),
             ],
             "calendar_start": hourly_partitions.start.date().isoformat(),
+            "lookback_start": (self.days[0] - timedelta(days=self.lookback_days)).isoformat(),
+            "mart_day_end": (self.mart_days[-1] + timedelta(days=1)).isoformat(),
+            "category_kpi_file": staged(
+                out_dir / "_category_kpis.parquet", read_kpis(lake, "category_kpis", self.days)
+            ),
             "out_dir": str(out_dir),
         }
+
+
+def window_of(lake: Lake, hours: Sequence[Hour], selected: Collection[str]) -> Window:
+    """The run's window. For each selected table whose rows depend on earlier days
+    (``follows_days``), the days before it reads, and the days after the window it rebuilds: up to
+    the last of those days it has published (a day never published is left to the day's own run)."""
+    moving = [t for t in GOLD_TABLES.values() if t.follows_days and t.model in selected]
+    last = max(h.start.date() for h in hours)
+    needed = 0
+    for table in moving:
+        published = [
+            n for n in range(1, table.follows_days + 1) if lake.exists(table.day_file(last + timedelta(days=n)))
+        ]
+        needed = max(needed, *published, 0)
+    return Window(tuple(hours), needed, max((t.follows_days for t in moving), default=0))
 
 
 def staged(path: Path, table: arrow.Table) -> str:
@@ -132,8 +169,16 @@ def staged(path: Path, table: arrow.Table) -> str:
 
 
 def silver_files(lake: Lake, hours: Sequence[Hour], schema_file: Path) -> list[str]:
-    """The silver Parquet files of the hours, after an empty file typed by the contract."""
-    found = [lake.uri(f) for h in hours for f in lake.files(f"{SILVER}/{h.path}") if f.endswith(".parquet")]
+    """The silver Parquet files of the hours, after an empty file typed by the contract (listed a
+    day at a time: one listing per day rather than per hour, which counts on S3)."""
+    wanted = {h.path for h in hours}
+    days = dict.fromkeys(h.path.rsplit("/", 1)[0] for h in hours)
+    found = [
+        lake.uri(f)
+        for day in days
+        for f in lake.files(f"{SILVER}/{day}")
+        if f.endswith(".parquet") and "/".join(f.removeprefix(f"{SILVER}/").split("/")[:4]) in wanted
+    ]
     return [staged(schema_file, arrow_schema(SILVER_TABLE).empty_table()), *found]
 
 
@@ -167,8 +212,9 @@ def _write(lake: Lake, relative: str, rows: arrow.Table) -> None:
     lake.write_bytes(relative, sink.getvalue().to_pybytes())
 
 
-def publish(lake: Lake, table: GoldTable, staged: Path, hours: Sequence[Hour]) -> arrow.Table:
-    """Replace the window's files of a table with the staged rows (cast to the contract's types).
+def publish(lake: Lake, table: GoldTable, staged: Path, hours: Sequence[Hour], days: Sequence[date]) -> arrow.Table:
+    """Replace the window's files of a table with the staged rows (cast to the contract's types):
+    an hourly table's files of the ``hours``, a daily table's of the ``days``.
 
     Each file is written atomically; a file whose hour (or day) has no rows any more is deleted.
     A ``whole`` table is one file, replaced (empty, with its schema, when it has no rows).
@@ -178,16 +224,17 @@ def publish(lake: Lake, table: GoldTable, staged: Path, hours: Sequence[Hour]) -
         _write(lake, table.file(hours[0]), data)
         return data
     if table.kind == "daily":
-        key, keys = pc.strftime(data.column("day"), format="%Y-%m-%d"), {h: h.start.date().isoformat() for h in hours}
+        key = pc.strftime(data.column("day"), format="%Y-%m-%d")
+        files = {table.day_file(d): d.isoformat() for d in days}
     else:
         key = pc.strftime(data.column(table.hour_column), format="%Y-%m-%dT%H")
-        keys = {h: h.ingest_hour for h in hours}
-    for hour in hours:
-        rows = data.filter(pc.equal(key, keys[hour]))
+        files = {table.file(h): h.ingest_hour for h in hours}
+    for file, value in files.items():
+        rows = data.filter(pc.equal(key, value))
         if rows.num_rows == 0:
-            lake.delete(table.file(hour))
+            lake.delete(file)
         else:
-            _write(lake, table.file(hour), rows)
+            _write(lake, file, rows)
     return data
 
 
@@ -237,6 +284,8 @@ MEASURES: dict[str, tuple[str, str | None]] = {
     "buyer_daily": ("spend", "purchases"),
     "fact_purchases": ("total_amount", None),
     "dim_buyer": ("spend_to_date", "purchases_to_date"),
+    "sales_performance": ("revenue", "purchases"),  # its day rows (the hour rows add up to them)
+    "items_category_performance": ("revenue", "units"),
 }
 
 
@@ -246,6 +295,8 @@ def measures(model: str, data: arrow.Table) -> dict[str, Any]:
     if model not in MEASURES:
         return {}
     revenue, purchases = MEASURES[model]
+    if "grain" in data.column_names:
+        data = data.filter(pc.equal(data.column("grain"), "day"))
     total = pc.sum(data.column(revenue)).as_py() if data.num_rows else None
     count = data.num_rows if purchases is None else (pc.sum(data.column(purchases)).as_py() if data.num_rows else 0)
     return {"revenue": MetadataValue.float(float(total or 0)), "purchases": MetadataValue.int(int(count or 0))}
@@ -275,14 +326,18 @@ def model_metadata(lake: Lake, table: GoldTable, data: arrow.Table) -> dict[str,
 def gold(
     context: AssetExecutionContext, dbt: DbtCliResource, lake: LakeResource, catalog: CatalogResource
 ) -> Iterator[Any]:
-    window = Window(tuple(hours_between(context.partition_time_window.start, context.partition_time_window.end)))
+    hours = hours_between(context.partition_time_window.start, context.partition_time_window.end)
     the_lake = lake.lake()
+    selected = {key.path[-1] for key in context.selected_asset_keys}
+    window = window_of(the_lake, hours, selected)
     with tempfile.TemporaryDirectory(prefix="cart-gold-") as tmp:
         out_dir = Path(tmp)
         dbt_vars = window.vars(the_lake, out_dir)
         context.log.info(
-            f"gold {window.hours[0].key}..{window.hours[-1].key}: {len(dbt_vars['silver_files']) - 1} silver "
-            f"file(s) of {len(window.days)} day(s), {len(dbt_vars['product_files']) - 1} file-drop products file(s), "
+            f"gold {window.hours[0].key}..{window.hours[-1].key}: {len(window.days)} day(s) "
+            f"(marts: {len(window.mart_days)}, {window.following_days} following day(s) already published), "
+            f"{len(dbt_vars['silver_files']) - 1} silver file(s) with {window.lookback_days} days of lookback, "
+            f"{len(dbt_vars['product_files']) - 1} file-drop products file(s), "
             f"{len(dbt_vars['buyer_history_files']) - 1} buyer_daily day(s) of history"
         )
         build = dbt_build(context, dbt, dbt_vars, out_dir / "dbt")
@@ -303,7 +358,8 @@ def gold(
                     continue
                 spans = timings.get(table.model, Timings())
                 with spans.span("publish"):
-                    data = publish(the_lake, table, out_dir / f"{table.model}.parquet", window.hours)
+                    days = window.mart_days if table.follows_days else window.days
+                    data = publish(the_lake, table, out_dir / f"{table.model}.parquet", window.hours, days)
                 with spans.span("Glue registration"):
                     registration = catalog.catalog().register(
                         catalog_table(the_lake, table), catalog_partitions(table, data)

@@ -4,7 +4,8 @@
   purchase that silver holds (deduplicated): ``bronze = silver + quarantined + superseded``.
 - gold ← silver: gold revenue equals silver revenue, per hour (``sales_hourly``) and per day
   (``sales_by_category_daily``, ``buyer_daily``); the star's fact has silver's rows and revenue per
-  hour. One factory (``reconciliation_check``) compares a table's figures (sums of a column, or rows
+  hour; the marts' revenue and purchases (units) per hour and per day. One factory
+  (``reconciliation_check``) compares a table's figures (sums of a column, or rows
   counted) with silver's, period by period.
 - star ← reference: the current versions of ``dim_product`` (SCD2, built in SQL) are exactly the
   products dimension ``reference/products`` is built from (``jobs/products.py``), so the two
@@ -384,6 +385,28 @@ def dim_product_current_matches_reference(context: AssetCheckExecutionContext, l
     )
 
 
+sales_performance_matches_silver = reconciliation_check(
+    GOLD_TABLES["sales_performance"],
+    AssetKey(["gold", "sales_performance"]),
+    "revenue_matches_silver",
+    [
+        Part("hour", "period_start", (revenue("revenue"), purchases("purchases")), grain="hour"),
+        Part("day", "day", (revenue("revenue"), purchases("purchases")), grain="day"),
+    ],
+    "The hour rows' revenue and purchases equal silver's for each hour of the partition, and the day rows' for "
+    "each day it touches (all of silver's hours of the day).",
+)
+
+items_category_performance_matches_silver = reconciliation_check(
+    GOLD_TABLES["items_category_performance"],
+    AssetKey(["gold", "items_category_performance"]),
+    "revenue_matches_silver",
+    [Part("day", "day", (revenue("revenue"), purchases("units")))],
+    "Per day the partition touches, sum(revenue) and sum(units) equal silver's revenue and purchases "
+    "(all of silver's hours of the day; a purchase is one item).",
+)
+
+
 reconciliation_checks = [
     silver_reconciles_with_bronze,
     gold_revenue_check(GOLD_TABLES["sales_hourly"], "revenue"),
@@ -391,4 +414,6 @@ reconciliation_checks = [
     gold_revenue_check(GOLD_TABLES["buyer_daily"], "spend"),
     fact_rows_match_silver,
     dim_product_current_matches_reference,
+    sales_performance_matches_silver,
+    items_category_performance_matches_silver,
 ]

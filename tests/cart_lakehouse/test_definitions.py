@@ -21,7 +21,7 @@ def test_bronze_reads_the_table_and_everything_hourly_shares_one_partitioning() 
     hourly = {
         key: node.partitions_def
         for key, node in ((k, graph.get(k)) for k in graph.materializable_asset_keys)
-        if node.group_name in ("bronze", "silver", "gold", "star")
+        if node.group_name in ("bronze", "silver", "gold", "star", "marts")
     }
     assert len(set(map(id, hourly.values()))) == 1
 

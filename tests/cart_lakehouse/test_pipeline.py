@@ -1,6 +1,6 @@
-"""The lakehouse end to end, in-process: DynamoDB (moto server) → bronze → silver (PySpark) → gold
-and the star schema (dbt-duckdb), with every quality gate, for real hourly partitions. Gold and star
-rows are compared with an independent computation from the purchases put into DynamoDB."""
+"""The lakehouse end to end, in-process: DynamoDB (moto server) → bronze → silver (PySpark) → gold,
+the star schema and the marts (dbt-duckdb), with every quality gate, for real hourly partitions.
+Their rows are compared with an independent computation from the purchases put into DynamoDB."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import shutil
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 # two hours of one day (the daily tables must add them up), far enough from midnight
 DAY_START = (NOW - timedelta(days=2)).replace(hour=0)
 HOUR, NEXT = Hour(DAY_START + timedelta(hours=10)), Hour(DAY_START + timedelta(hours=11))
+LATER = Hour(DAY_START + timedelta(days=1, hours=10))  # the next day
 CENT = Decimal("0.01")
 
 
@@ -169,6 +170,112 @@ def assert_star_matches(lake: Lake, purchases: Sequence[dict[str, Any]]) -> None
     }
 
 
+def day_of(purchase: dict[str, Any]) -> date:
+    return date.fromisoformat(purchase["ingest_hour"][:10])
+
+
+def period_figures(rows: Sequence[dict[str, Any]], is_new: Any) -> dict[str, Any]:
+    """sales_performance's figures of one period's purchases (``is_new``: whether a buyer's first
+    purchase ever is in the period)."""
+    revenue = sum((Decimal(str(r["total_amount"])) for r in rows), Decimal(0)).quantize(CENT)
+    buyers = {r["buyer_id"] for r in rows}
+    installments = [r["number_of_installments"] for r in rows]
+    new = len({b for b in buyers if is_new(b)})
+    buckets = {"1": (1, 1), "2_3": (2, 3), "4_6": (4, 6), "7_12": (7, 12), "13_24": (13, 24)}
+    return {
+        "revenue": revenue,
+        "purchases": len(rows),
+        "average_ticket": (revenue / len(rows)).quantize(CENT, ROUND_HALF_UP),
+        "buyers": len(buyers),
+        "new_buyers": new,
+        "returning_buyers": len(buyers) - new,
+        "installment_share": sum(n > 1 for n in installments) / len(rows),
+        "average_installments": sum(installments) / len(rows),
+        **{f"installments_{k}": sum(lo <= n <= hi for n in installments) for k, (lo, hi) in buckets.items()},
+    }
+
+
+def assert_marts_match(lake: Lake, purchases: Sequence[dict[str, Any]]) -> None:
+    """The marts computed here from what DynamoDB holds: sales per hour and per day with new and
+    returning buyers, the previous day and the 7-day moving figures; sales per day, category and
+    product with shares and ranks (the seed's categories: no product file was dropped)."""
+    first_at: dict[str, datetime] = {}
+    first_day: dict[str, date] = {}
+    for p in purchases:
+        first_at[p["buyer_id"]] = min(first_at.get(p["buyer_id"], received(p)), received(p))
+        first_day[p["buyer_id"]] = min(first_day.get(p["buyer_id"], day_of(p)), day_of(p))
+    by_period: dict[tuple[str, datetime], list[dict[str, Any]]] = defaultdict(list)
+    for p in purchases:
+        hour = Hour.from_ingest_hour(p["ingest_hour"]).start
+        by_period[("hour", hour)].append(p)
+        by_period[("day", hour.replace(hour=0))].append(p)
+    want = {}
+    for (grain, start), rows in by_period.items():
+        if grain == "hour":
+            want[(grain, start)] = period_figures(
+                rows, lambda b, s=start: first_at[b].replace(minute=0, second=0, microsecond=0) == s
+            )
+        else:
+            want[(grain, start)] = period_figures(rows, lambda b, s=start: first_day[b] == s.date())
+    got = {(r["grain"], r["period_start"]): r for r in gold(lake, "sales_performance")}
+    assert set(got) == set(want)
+    for (grain, start), w in want.items():
+        row = got[(grain, start)]
+        assert row["day"] == start.date()
+        doubles = ("installment_share", "average_installments")
+        assert {k: row[k] for k in w if k not in doubles} == {k: v for k, v in w.items() if k not in doubles}, start
+        assert [row[k] for k in doubles] == pytest.approx([w[k] for k in doubles])
+        before = [want.get((grain, start - timedelta(days=n))) for n in range(7)]
+        prev = before[1] or {"revenue": Decimal("0.00"), "purchases": 0}
+        assert (row["revenue_prev"], row["purchases_prev"]) == (prev["revenue"], prev["purchases"])
+        assert row["revenue_dod_pct"] == (
+            None
+            if not prev["purchases"]
+            else pytest.approx(100 * float((w["revenue"] - prev["revenue"]) / prev["revenue"]))
+        )
+        assert row["purchases_dod_pct"] == (
+            None
+            if not prev["purchases"]
+            else pytest.approx(100 * (w["purchases"] - prev["purchases"]) / prev["purchases"])
+        )
+        assert row["revenue_7d_avg"] == pytest.approx(float(sum(b["revenue"] for b in before if b)) / 7)
+        assert row["purchases_7d_avg"] == pytest.approx(sum(b["purchases"] for b in before if b) / 7)
+
+    products = seed_products()
+    items: dict[tuple[date, str, str], list[Decimal]] = defaultdict(list)
+    for p in purchases:
+        product = products.get(p["product_id"])
+        items[(day_of(p), product["category"] if product else "unknown", p["product_id"])].append(
+            Decimal(str(p["total_amount"]))
+        )
+    revenue = {k: sum(v, Decimal(0)).quantize(CENT) for k, v in items.items()}
+    category_revenue: dict[tuple[date, str], Decimal] = defaultdict(Decimal)
+    day_revenue: dict[date, Decimal] = defaultdict(Decimal)
+    for (day, category, _), amount in revenue.items():
+        category_revenue[(day, category)] += amount
+        day_revenue[day] += amount
+    rows = {(r["day"], r["category"], r["product_id"]): r for r in gold(lake, "items_category_performance")}
+    assert set(rows) == set(items)
+    for key, row in rows.items():
+        day, category, product_id = key
+        product = products.get(product_id)
+        peers = sorted((-v, k[2]) for k, v in revenue.items() if k[:2] == (day, category))
+        categories = sorted((-v, c) for (d, c), v in category_revenue.items() if d == day)
+        assert (row["revenue"], row["units"], row["category_revenue"]) == (
+            revenue[key],
+            len(items[key]),
+            category_revenue[(day, category)],
+        )
+        assert (row["product_name"], row["department"]) == (
+            (product["product_name"], product["department"]) if product else (None, None)
+        )
+        assert row["share_of_category"] == pytest.approx(float(revenue[key] / category_revenue[(day, category)]))
+        assert row["share_of_day"] == pytest.approx(float(revenue[key] / day_revenue[day]))
+        assert row["rank_in_category"] == peers.index((-revenue[key], product_id)) + 1
+        assert row["category_rank"] == categories.index((-category_revenue[(day, category)], category)) + 1
+        assert row["return_rate"] is None  # no file-drop KPIs in this lake
+
+
 def checks(result: ExecuteInProcessResult) -> dict[str, bool]:
     return {f"{e.asset_key.to_user_string()}:{e.check_name}": e.passed for e in result.get_asset_check_evaluations()}
 
@@ -192,8 +299,12 @@ def test_an_hour_flows_from_dynamodb_to_gold_and_matches_an_independent_computat
     assert "gold/buyer_daily:buyer_daily__primary_key__unique" in evaluations  # a dbt test, as an asset check
     assert_gold_matches(lake, purchases)  # only HOUR: NEXT was not materialized
     assert_star_matches(lake, purchases)
+    assert_marts_match(lake, purchases)
     assert {
         "star/dim_product:current_matches_reference",
+        "star/fact_purchases:rows_match_silver",
+        "gold/sales_performance:revenue_matches_silver",
+        "gold/items_category_performance:revenue_matches_silver",
         "star/fact_purchases:fact_purchases__product_key__relationship",  # generated from the contract
         "star/dim_product:dim_product__scd2__valid",
     } <= set(evaluations)
@@ -229,24 +340,33 @@ def test_glue_has_every_table_and_partition(
 def test_reruns_late_data_and_a_backfill_converge_to_what_dynamodb_holds(
     settings: Settings, aws: AwsClients, lake: Lake, resources: dict[str, Any]
 ) -> None:
-    first = stored_purchases(HOUR.start, 60, seed=44)
-    put_purchases(aws, settings.purchases_table, first)
-    assert run(resources, HOUR).success
-    before = gold(lake, "sales_hourly")
+    following = stored_purchases(LATER.start, 40, seed=44)
+    put_purchases(aws, settings.purchases_table, following)
+    assert run(resources, LATER).success
+    before = {m: gold(lake, m) for m in ("sales_hourly", "sales_performance")}
 
-    assert run(resources, HOUR).success  # a rerun changes nothing
-    assert gold(lake, "sales_hourly") == before
+    assert run(resources, LATER).success  # a rerun changes nothing
+    assert {m: gold(lake, m) for m in before} == before
 
-    late = stored_purchases(HOUR.start, 15, seed=45)  # stored after the hour was materialized
-    second = stored_purchases(NEXT.start, 25, seed=46)
-    put_purchases(aws, settings.purchases_table, late + second)
-    backfill = run(resources, HOUR, NEXT)  # both hours in one run (single-run backfill policy)
+    # late: two hours of the day before, stored after the next day was materialized (and a buyer
+    # of the next day's first purchase among them), as one run (single-run backfill policy). The
+    # next day's previous-day and 7-day figures depend on them: the run rewrites its marts too
+    first = stored_purchases(HOUR.start, 60, seed=45)
+    returning = {**stored_purchases(NEXT.start, 1, seed=47)[0], "buyer_id": following[0]["buyer_id"]}
+    second = [*stored_purchases(NEXT.start, 25, seed=46), returning]
+    put_purchases(aws, settings.purchases_table, first + second)
+    backfill = run(resources, HOUR, NEXT)
 
     assert backfill.success
-    assert_gold_matches(lake, first + late + second)
-    assert_star_matches(lake, first + late + second)
-    (day,) = {r["day"] for r in gold(lake, "buyer_daily")}
-    assert day == HOUR.start.date()
+    everything = first + second + following
+    assert_gold_matches(lake, everything)
+    assert_star_matches(lake, everything)
+    assert_marts_match(lake, everything)  # the next day's prev, day-over-day, 7-day and new buyers too
+    assert {r["day"] for r in gold(lake, "buyer_daily")} == {HOUR.start.date(), LATER.start.date()}
+    later_day = next(
+        r for r in gold(lake, "sales_performance") if r["grain"] == "day" and r["day"] == LATER.start.date()
+    )
+    assert later_day["revenue_prev"] > 0
 
 
 def test_purchases_dynamodb_lost_stay_in_silver_and_gold_late_ones_arrive_and_an_alert_is_published(
