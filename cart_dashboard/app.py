@@ -16,10 +16,15 @@ from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
+# numpy and pandas are imported before the server's threads start: plotly's JSON encoder uses them
+# when sys.modules has them, and a request thread once found pandas half-imported by another
+# (a lazy import in a callback) and failed the page ("partially initialized module 'pandas'").
+import numpy  # noqa: F401
+import pandas  # noqa: F401
 from dash import Dash, Input, Output, dcc, html
 from flask import jsonify
 
-from cart_dashboard.data import Filters, Marts, Page, filters_of, money
+from cart_dashboard.data import Filters, Marts, Page, Point, filters_of, money
 from cart_dashboard.health import Health, Item
 from cart_dashboard.settings import DashboardSettings
 from cart_lakehouse.lake import Lake
@@ -56,6 +61,13 @@ def _table(header: Sequence[str], rows: list[Any], empty: str) -> html.Table | h
     return html.Table([html.Thead(html.Tr([html.Th(h) for h in header])), html.Tbody(rows)], className="grid")
 
 
+def _x(page: Page, points: Sequence[Point]) -> list[str]:
+    """The periods as plotly reads them: days as dates (no 00:00 on the axis), hours as times."""
+    if page.filters.grain == "day":
+        return [p.period.date().isoformat() for p in points]
+    return [p.period.isoformat() for p in points]
+
+
 def _series_figure(page: Page) -> dict[str, Any]:
     """Revenue (bars) and purchases (line, second axis) per period; one revenue line per chosen category."""
     layout: dict[str, Any] = {
@@ -80,7 +92,7 @@ def _series_figure(page: Page) -> dict[str, Any]:
                     "type": "scatter",
                     "mode": "lines+markers",
                     "name": f"{category} revenue",
-                    "x": [p.period.isoformat() for p in points],
+                    "x": [p.period.date().isoformat() for p in points],  # per day
                     "y": [float(p.revenue) for p in points],  # plotted only; the text shows the Decimal
                     "text": [money(p.revenue) for p in points],
                     "hovertemplate": "%{text}",
@@ -88,7 +100,7 @@ def _series_figure(page: Page) -> dict[str, Any]:
             )
         return {"data": data, "layout": layout}
     points = page.series
-    x = [p.period.isoformat() for p in points]
+    x = _x(page, points)
     data += [
         {
             "type": "bar",
@@ -125,8 +137,8 @@ def _series_figure(page: Page) -> dict[str, Any]:
 
 
 def _buyers_figure(page: Page) -> dict[str, Any]:
-    points = [p for p in page.series if p.series == "all"]
-    x = [p.period.isoformat() for p in points]
+    points = page.buyers
+    x = _x(page, points)
     return {
         "data": [
             {

@@ -154,7 +154,8 @@ class Filedrop:
 class Page:
     filters: Filters
     kpis: Kpis
-    series: list[Point]
+    series: list[Point]  # the revenue chart: all categories at the grain, or per chosen category and day
+    buyers: list[Point]  # all categories at the grain (the marts keep buyers per period only)
     installments: list[InstallmentsRow]
     top_categories: list[CategoryRow]
     top_products: list[ProductRow]
@@ -280,10 +281,12 @@ class Marts:
                 )
                 if filters.grain == "hour":
                     notes.append("Revenue per category is kept per day: the chart shows days.")
+            overall = _series(con, filters)
             return Page(
                 filters=filters,
                 kpis=kpis,
-                series=_series(con, filters),
+                series=_category_series(con, filters) if filters.categories else overall,
+                buyers=overall,
                 installments=_installments(con, filters),
                 top_categories=_top_categories(con, filters),
                 top_products=_top_products(con, filters),
@@ -366,21 +369,27 @@ def _kpis(con: duckdb.DuckDBPyConnection, filters: Filters) -> Kpis:
     return Kpis(revenue, purchases, ticket, new, returning)
 
 
+_DAYS = "SELECT unnest(generate_series($start::TIMESTAMP, $end::TIMESTAMP, INTERVAL 1 DAY)) AS period"
+
+
+def _category_series(con: duckdb.DuckDBPyConnection, filters: Filters) -> list[Point]:
+    """Revenue per chosen category and day (the items mart is daily), days without sales at 0."""
+    rows = con.execute(
+        f"""
+        WITH periods AS ({_DAYS}), chosen AS (SELECT unnest($categories) AS category)
+        SELECT p.period, c.category, coalesce(sum(i.revenue), 0)::DECIMAL(38, 2),
+               coalesce(sum(i.units), 0)::BIGINT
+        FROM periods p CROSS JOIN chosen c
+        LEFT JOIN items i ON i.day = p.period::DATE AND i.category = c.category
+        GROUP BY ALL ORDER BY c.category, p.period
+        """,
+        {"start": filters.start, "end": filters.end, "categories": list(filters.categories)},
+    ).fetchall()
+    return [Point(period, category, revenue, units) for period, category, revenue, units in rows]
+
+
 def _series(con: duckdb.DuckDBPyConnection, filters: Filters) -> list[Point]:
-    days = "SELECT unnest(generate_series($start::TIMESTAMP, $end::TIMESTAMP, INTERVAL 1 DAY)) AS period"
-    if filters.categories:  # the items mart is daily: one line per category, days without sales at 0
-        rows = con.execute(
-            f"""
-            WITH periods AS ({days}), chosen AS (SELECT unnest($categories) AS category)
-            SELECT p.period, c.category, coalesce(sum(i.revenue), 0)::DECIMAL(38, 2),
-                   coalesce(sum(i.units), 0)::BIGINT
-            FROM periods p CROSS JOIN chosen c
-            LEFT JOIN items i ON i.day = p.period::DATE AND i.category = c.category
-            GROUP BY ALL ORDER BY c.category, p.period
-            """,
-            {"start": filters.start, "end": filters.end, "categories": list(filters.categories)},
-        ).fetchall()
-        return [Point(period, category, revenue, units) for period, category, revenue, units in rows]
+    """Every period of the grain in the range, all categories, with its buyers."""
     if filters.grain == "hour":  # hours without purchases have no row in the mart: 0 on the chart
         periods = """
             SELECT unnest(generate_series($start::TIMESTAMP,
@@ -389,7 +398,7 @@ def _series(con: duckdb.DuckDBPyConnection, filters: Filters) -> list[Point]:
                 INTERVAL 1 HOUR)) AS period
         """
     else:
-        periods = days
+        periods = _DAYS
     rows = con.execute(
         f"""
         WITH periods AS ({periods})

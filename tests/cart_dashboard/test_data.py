@@ -96,6 +96,8 @@ def test_a_date_range_and_categories_filter_every_money_figure(lake: Lake, purch
     # buyers and installments are not per category: those of the whole range
     whole = expected(purchases, DAYS[1], DAYS[2], "day")
     assert page.kpis.new_buyers == whole.new_buyers
+    assert sum(p.new_buyers or 0 for p in page.buyers) == whole.new_buyers  # the buyers chart too
+    assert {p.series for p in page.buyers} == {"all"}
     assert [r.purchases for r in page.installments] == whole.installments
 
 
