@@ -4,7 +4,7 @@ SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test test-quick lint format typecheck pytest browser demo template bench bench-ingest bench-local-ingest bench-lakehouse bench-local-aws bench-freshness bench-kpis clean dbt
+.PHONY: help setup run test test-quick lint format typecheck pytest browser demo template package bench bench-ingest bench-local-ingest bench-lakehouse bench-local-aws bench-freshness bench-kpis clean dbt
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -66,6 +66,9 @@ demo: setup $(DBT_MANIFEST) ## Headless end-to-end demo with faults; prints gold
 template: setup ## Write deploy/template.yaml (CloudFormation, from cart_aws/resources.py) and lint it with cfn-lint
 	@$(UV) run --locked python -m cart_aws.template
 	@$(UV) run --locked cfn-lint deploy/template.yaml && echo "cfn-lint: no errors or warnings"
+
+package: setup ## Build the Lambda packages dist/lambda/api.zip and worker.zip (the ingest service and its locked runtime dependencies for Lambda) and print their sizes
+	@$(UV) run --locked python -m cart_dev.package $(ARGS)
 
 bench: bench-ingest bench-local-ingest bench-lakehouse bench-local-aws bench-freshness bench-kpis ## Run the benchmarks and print their tables (ARGS="--write docs/benchmarks.md")
 
