@@ -28,6 +28,20 @@ def test_bronze_reads_the_table_and_everything_hourly_shares_one_partitioning() 
 
 def test_automation_is_defined() -> None:
     repo = defs.get_repository_def()
-    assert {s.name for s in repo.sensor_defs} >= {"alert_on_run_failure", "dlq_redrive", "hour_closed", "late_data"}
+    assert {s.name for s in repo.sensor_defs} >= {
+        "alert_on_run_failure",
+        "dlq_redrive",
+        "hour_closed",
+        "late_data",
+        "mart_freshness",
+    }
     assert [s.name for s in repo.schedule_defs] == ["hourly_lakehouse_schedule"]
     assert repo.get_job("hourly_lakehouse").partitions_def is not None
+
+
+def test_each_mart_has_a_freshness_check_against_silver() -> None:
+    graph = defs.resolve_asset_graph()
+    for mart in ("sales_performance", "items_category_performance"):
+        key = AssetKey(["gold", mart])
+        assert graph.get(key).group_name == "marts"
+        assert any(check.name == "fresh_vs_silver" for check in graph.get_check_keys_for_assets({key}))
