@@ -500,7 +500,6 @@ FILEDROP_ASSETS = AssetSelection.assets(BRONZE, *SILVER.values(), *KPIS.values()
 filedrop_job = define_asset_job(
     FILEDROP_JOB,
     selection=FILEDROP_ASSETS,
-    partitions_def=filedrop_sets,
     description="One file set: validate (or quarantine), bronze, silver, KPIs (Delta + DynamoDB), archive.",
     tags={SERIAL_TAG: "true"},  # one set at a time (partitions.py says why)
 )
