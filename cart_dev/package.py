@@ -3,7 +3,7 @@
 Each zip holds the ingest service's code (``cart_api``, ``cart_aws``, ``contracts`` with its
 contract files) and its locked runtime dependencies (``[project] dependencies`` of the lock file
 only: no Spark, Dagster, dbt or moto, which are extras), installed for Lambda's platform (Linux
-x86_64, manylinux2014 wheels, the functions' Python). Which zips, their handlers and their Python
+x86_64, manylinux2014 wheels, the functions' Python), compiled to bytecode. Which zips, their handlers and their Python
 come from the resource description (``cart_aws.resources``), as in the template. A package over
 Lambda's limits (50 MB zipped for a direct upload, 250 MB unzipped) fails the build.
 
@@ -13,7 +13,9 @@ Run: ``make package`` or ``uv run python -m cart_dev.package [--out DIR]``.
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
+import py_compile
 import shutil
 import subprocess
 import sys
@@ -30,9 +32,7 @@ CODE_PACKAGES = ("cart_api", "cart_aws", "contracts")
 LAMBDA_PLATFORM = "x86_64-manylinux2014"
 MAX_ZIPPED_BYTES = 50 * 1024 * 1024  # a zip uploaded directly (the template's code is in S3, but keep to it)
 MAX_UNZIPPED_BYTES = 250 * 1024 * 1024  # function code and layers, unzipped
-# files a function never reads: bytecode caches of this machine, type stubs
-_SKIPPED_DIRS = {"__pycache__"}
-_SKIPPED_SUFFIXES = (".pyc", ".pyi")
+_SKIPPED_SUFFIXES = (".pyi",)  # type stubs: a function never reads them
 
 
 class PackageError(RuntimeError):
@@ -130,7 +130,21 @@ def install_dependencies(target: Path, python_version: str, python_platform: str
 
 def _copy_code(target: Path) -> None:
     for name in CODE_PACKAGES:
-        shutil.copytree(ROOT / name, target / name, ignore=shutil.ignore_patterns(*_SKIPPED_DIRS, "*.pyc"))
+        # this checkout's bytecode caches stay out: compile() writes the package's own
+        shutil.copytree(ROOT / name, target / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+
+
+def compile_bytecode(target: Path, python_version: str) -> None:
+    """Compile every module ahead of time: Lambda's code folder is read-only, so without ``.pyc``
+    files every cold start compiles botocore, pydantic and FastAPI again (several seconds).
+    Unchecked-hash ``.pyc`` files are used as they are, whatever the file times after unzipping."""
+    here = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if here != python_version:
+        raise PackageError(f"bytecode for Python {python_version} needs that Python; this is {here} (use `uv run`)")
+    if not compileall.compile_dir(
+        target, quiet=1, workers=0, invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH
+    ):
+        raise PackageError(f"some modules in {target} do not compile (see above)")
 
 
 def _zip(source: Path, destination: Path) -> int:
@@ -141,7 +155,7 @@ def _zip(source: Path, destination: Path) -> int:
     with zipfile.ZipFile(destination, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
         for path in sorted(source.rglob("*")):
             relative = path.relative_to(source)
-            if not path.is_file() or _SKIPPED_DIRS & set(relative.parts) or path.name.endswith(_SKIPPED_SUFFIXES):
+            if not path.is_file() or path.name.endswith(_SKIPPED_SUFFIXES):
                 continue
             archive.write(path, relative.as_posix())
             unzipped += path.stat().st_size
@@ -162,6 +176,7 @@ def build(out_dir: Path, *, python_platform: str | None = LAMBDA_PLATFORM) -> li
         staging = Path(tmp) / "package"
         install_dependencies(staging, python_version, python_platform)
         _copy_code(staging)
+        compile_bytecode(staging, python_version)
         for function in functions:
             path = out_dir / zip_name(function)
             unzipped = _zip(staging, path)
