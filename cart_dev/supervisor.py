@@ -489,12 +489,14 @@ def wait_for_run(dagster_url: str, run_id: str, what: str, timeout: float, dagst
 
 def bootstrap_lakehouse(
     args: argparse.Namespace, aws: AwsClients, table: str, dagster_url: str, dagster: Child
-) -> list[tuple[str, str]]:
+) -> tuple[list[tuple[str, str]], Callable[[], None]]:
     """Write past, closed hours of purchases to DynamoDB (only into hours that hold none), then
-    materialize reference/products and (in one run) the hours written, from bronze to gold; returns
-    (what, run URL) of the runs launched. With ``--once`` it waits for both runs, otherwise only for
-    products (silver reads them). Hours that already held purchases are left to the schedule and the
-    late-data sensor, so a restart neither changes nor recomputes them."""
+    materialize reference/products and (in one run) the hours written, from bronze to gold. Returns
+    (what, run URL) of the runs launched, and what waits for the hours' run (for ``--once``; it does
+    nothing when no hours were written): only products is waited for here (silver reads them), so
+    the caller can drop the file drop's sample set while the hours' run works. Hours that already
+    held purchases are left to the schedule and the late-data sensor, so a restart neither changes
+    nor recomputes them."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     from cart_dev.seed import seed_empty_hours
@@ -544,7 +546,7 @@ def bootstrap_lakehouse(
     step(f"Lakehouse: materializing reference/products into {lake.lake_root} (silver reads it): {runs[-1][1]}")
     wait_for_run(dagster_url, products, "reference/products", args.lakehouse_timeout, dagster)
     if not hours:
-        return runs
+        return runs, lambda: None
 
     window = (
         {"dagster/partition": keys[0]}
@@ -555,10 +557,12 @@ def bootstrap_lakehouse(
     lakehouse = launch_run(dagster_url, {**repository, "jobName": LAKEHOUSE_JOB}, {**RUN_TAGS, **window}, what)
     runs.append((what, f"{dagster_url}/runs/{lakehouse}"))
     step(f"Lakehouse: materializing bronze → silver → gold for {span} in one run: {runs[-1][1]}")
-    if args.once:
+
+    def finish() -> None:
         wait_for_run(dagster_url, lakehouse, what, args.lakehouse_timeout, dagster)
         step(f"Lakehouse: {what} succeeded; gold is under {lake.lake_root}/gold")
-    return runs
+
+    return runs, finish
 
 
 FILEDROP_JOB = "filedrop_job"
@@ -586,15 +590,11 @@ def filedrop_run(dagster_url: str) -> tuple[str, str] | None:
     return (str(runs[0]["runId"]), str(runs[0]["status"])) if runs else None
 
 
-def bootstrap_filedrop(
-    args: argparse.Namespace, aws: AwsClients, dagster_url: str, dagster: Child
-) -> list[tuple[str, str]]:
+def bootstrap_filedrop(args: argparse.Namespace, aws: AwsClients, dagster_url: str) -> bool:
     """Drop one valid sample set of orders, order items and products into the lake bucket's landing/
     prefix, so a newcomer sees the file drop's KPI tables filled: S3's events reach the landing
     queue, the landing_files sensor forms the set and launches its run. Only on a lake that never
-    had a drop (a restart drops nothing again). With ``--once`` it waits for that run and prints
-    the KPI tables' rows (Delta and DynamoDB)."""
-    from cart_lakehouse.filedrop import kpis
+    had a drop (a restart drops nothing again); True if it dropped the set."""
     from cart_lakehouse.filedrop.layout import MANIFEST
     from cart_lakehouse.filedrop.sample import generate_set
     from cart_lakehouse.lake import Lake
@@ -604,7 +604,7 @@ def bootstrap_filedrop(
     lake = Lake.open(lake_settings.lake_root, lake_settings)
     if lake.exists(MANIFEST):
         step(f"File drop: the lake has seen drops before ({lake.uri(MANIFEST)}); nothing dropped")
-        return []
+        return False
     start = (datetime.now(UTC) - timedelta(days=3)).date()
     files = generate_set(seed=args.seed, orders=args.filedrop_orders, start=start, days=3, name="welcome")
     for key, data in files.items():
@@ -613,9 +613,24 @@ def bootstrap_filedrop(
         f"File drop: put {len(files)} sample files ({args.filedrop_orders} orders over {start}..+2 days) under "
         f"s3://{lake_settings.lake_bucket}/landing/; the landing_files sensor forms the set and runs {FILEDROP_JOB}"
     )
-    runs_url = f"{dagster_url}/runs?q%5B0%5D=job%3A{FILEDROP_JOB}"
-    if not args.once:
-        return [(f"{FILEDROP_JOB} (file drop)", runs_url)]
+    return True
+
+
+def filedrop_runs_link(dagster_url: str) -> tuple[str, str]:
+    return f"{FILEDROP_JOB} (file drop)", f"{dagster_url}/runs?q%5B0%5D=job%3A{FILEDROP_JOB}"
+
+
+def wait_for_filedrop(
+    args: argparse.Namespace, aws: AwsClients, dagster_url: str, dagster: Child
+) -> list[tuple[str, str]]:
+    """Wait for the landing_files sensor's run of the sample set (``--once``), then print the KPI
+    tables' rows (Delta and DynamoDB)."""
+    from cart_lakehouse.filedrop import kpis
+    from cart_lakehouse.lake import Lake
+    from cart_lakehouse.settings import LakeSettings
+
+    lake_settings = LakeSettings(aws_endpoint_url=f"http://127.0.0.1:{args.aws_port}")
+    lake = Lake.open(lake_settings.lake_root, lake_settings)
     started = time.monotonic()
     runs: list[tuple[str, str]] = []
 
@@ -819,9 +834,16 @@ def run(args: argparse.Namespace) -> int:
             wait_until(lambda: code_location_loaded(dagster_url), 180, "Dagster definitions", dagster)
             if args.history_hours:
                 try:
-                    runs = bootstrap_lakehouse(args, aws, table, dagster_url, dagster)
-                    if args.filedrop_orders:
-                        runs += bootstrap_filedrop(args, aws, dagster_url, dagster)
+                    runs, finish_lakehouse = bootstrap_lakehouse(args, aws, table, dagster_url, dagster)
+                    # dropped while the hours' run works: the sensor forms the set meanwhile and its
+                    # run is queued to start as soon as that one ends (one run at a time)
+                    dropped = bool(args.filedrop_orders) and bootstrap_filedrop(args, aws, dagster_url)
+                    if args.once:
+                        finish_lakehouse()
+                        if dropped:
+                            runs += wait_for_filedrop(args, aws, dagster_url, dagster)
+                    elif dropped:
+                        runs.append(filedrop_runs_link(dagster_url))
                 except (RuntimeError, TimeoutError) as exc:
                     if args.once:
                         raise

@@ -1,7 +1,9 @@
 """``cart-dev``: the README's run command starts everything, seeds traffic, sees it stored,
 bootstraps the lakehouse (past hours written to DynamoDB, materialized bronze → gold through
-Dagster's GraphQL API), stops with a snapshot of the local AWS that the next start restores, and
-supervises its children (a killed worker comes back; the loss of the local AWS stops it all)."""
+Dagster's GraphQL API) and the file drop, stops with a snapshot of the local AWS that the next start
+restores, and supervises its children (a killed worker comes back; the loss of the local AWS stops
+it all). The two long tests (with Dagster; restarts and supervision) are independent of each other,
+so pytest-xdist runs them side by side."""
 
 from __future__ import annotations
 
@@ -114,18 +116,18 @@ def stored_ids(aws: AwsClients, table: str) -> set[str]:
     return {item["purchase_id"]["S"] for page in pages for item in page["Items"]}
 
 
+def snapshot_ids(path: Path) -> set[str]:
+    return {item["purchase_id"]["S"] for item in snapshot.read(path).items["cart-purchases"]}
+
+
 @pytest.mark.e2e
 @pytest.mark.timeout(900)
-def test_run_command_brings_the_stack_up_keeps_its_data_across_restarts_and_supervises_its_children(
-    tmp_path: Path, running: Callable[[list[str], dict[str, str]], Running]
+def test_run_command_brings_the_stack_up_bootstraps_the_lakehouse_and_the_file_drop_and_stops_with_a_snapshot(
+    tmp_path: Path,
 ) -> None:
     api_port, aws_port, dagster_port, dashboard_port = free_port(), free_port(), free_port(), free_port()
     lake = tmp_path / "lake"
     env = {**os.environ, "CART_LAKE_ROOT": str(lake)}
-    ports = [
-        *("--api-port", str(api_port), "--aws-port", str(aws_port), "--state-dir", str(tmp_path)),
-        *("--dashboard-port", "0"),
-    ]
     done = subprocess.run(
         [
             sys.executable,
@@ -188,6 +190,8 @@ def test_run_command_brings_the_stack_up_keeps_its_data_across_restarts_and_supe
     # the file drop: a sample set put under landing/, formed into a set and run by the sensor, fills
     # both KPI tables in Delta and in DynamoDB
     assert "File drop: put 3 sample files (150 orders" in out
+    # put while the hours' run worked, so the set's run was queued to follow it at once
+    assert out.index("File drop: put") < out.index("succeeded; gold is under")
     loaded = re.search(
         r"File drop: filedrop_job succeeded: .* category_kpis (\d+) rows, order_kpis (\d+) rows; "
         r"DynamoDB cart-category-kpis (\d+) items, cart-order-kpis (\d+) items",
@@ -207,15 +211,40 @@ def test_run_command_brings_the_stack_up_keeps_its_data_across_restarts_and_supe
     assert not answers(f"http://127.0.0.1:{api_port}/health")
     assert not answers(f"http://127.0.0.1:{aws_port}/moto-api/")
     assert not answers(f"http://127.0.0.1:{dagster_port}/server_info")
-    snapshot_file = tmp_path / "aws" / snapshot.SNAPSHOT_FILE
     assert "==> Snapshot: " in out
-    first_run = {item["purchase_id"]["S"] for item in snapshot.read(snapshot_file).items["cart-purchases"]}
-    assert len(first_run) == HISTORY_HOURS * PER_HOUR + int(re.findall(r"Stored: (\d+)", out)[-1])
+    stored = int(re.findall(r"Stored: (\d+)", out)[-1])
+    assert len(snapshot_ids(tmp_path / "aws" / snapshot.SNAPSHOT_FILE)) == HISTORY_HOURS * PER_HOUR + stored
 
-    # second start (no Dagster: the lakehouse part is above): everything stored before is back,
-    # restored before the API and the worker start
+
+@pytest.mark.e2e
+@pytest.mark.timeout(600)
+def test_run_command_keeps_its_data_across_restarts_and_supervises_its_children(
+    tmp_path: Path, running: Callable[[list[str], dict[str, str]], Running]
+) -> None:
+    api_port, aws_port = free_port(), free_port()
+    # a visibility timeout shorter than the default 30 s: the purchases the killed worker held come
+    # back sooner, and so does the final snapshot's wait for messages in flight; the path is the same
+    env = {**os.environ, "CART_LAKE_ROOT": str(tmp_path / "lake"), "CART_VISIBILITY_TIMEOUT": "10"}
+    ports = [
+        *("--api-port", str(api_port), "--aws-port", str(aws_port), "--state-dir", str(tmp_path)),
+        *("--dagster-port", "0", "--dashboard-port", "0"),  # the test above covers Dagster and the dashboard
+    ]
+    # first start: traffic stored, then stopped with a snapshot
+    done = subprocess.run(
+        [sys.executable, "-m", "cart_dev.supervisor", "--once", "--traffic", "30", *ports],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    snapshot_file = tmp_path / "aws" / snapshot.SNAPSHOT_FILE
+    first_run = snapshot_ids(snapshot_file)
+    assert len(first_run) == int(re.findall(r"Stored: (\d+)", done.stdout)[-1]) > 0
+
+    # second start: everything stored before is back, restored before the API and the worker start
     aws = AwsClients(Settings(aws_endpoint_url=f"http://127.0.0.1:{aws_port}"))
-    second = running([*ports, "--dagster-port", "0", "--traffic", "0", "--snapshot-interval", "1"], env)
+    second = running([*ports, "--traffic", "0", "--snapshot-interval", "1"], env)
     second.wait_for_line("Cart lakehouse is running")
     restored_at = second.out.index("Local AWS: restored")
     assert restored_at < second.out.index("API: starting") < second.out.index("Worker: starting")
@@ -244,7 +273,7 @@ def test_run_command_brings_the_stack_up_keeps_its_data_across_restarts_and_supe
 
     # third start: the purchases of both runs are there, the current hour's through the index the
     # hourly run reads (so its next run puts them in gold)
-    third = running([*ports, "--dagster-port", "0", "--traffic", "0", "--snapshot-interval", "1"], env)
+    third = running([*ports, "--traffic", "0", "--snapshot-interval", "1"], env)
     third.wait_for_line("Cart lakehouse is running")
     assert stored_ids(aws, "cart-purchases") == first_run | accepted
     hours = {
@@ -264,11 +293,7 @@ def test_run_command_brings_the_stack_up_keeps_its_data_across_restarts_and_supe
     assert "the local AWS (moto) exited (-9); stopping everything" in third.out
     assert "error: no final snapshot" in third.out
     assert not answers(f"http://127.0.0.1:{api_port}/health")
-    assert stored_ids_in(snapshot_file) == first_run | accepted
-
-
-def stored_ids_in(path: Path) -> set[str]:
-    return {item["purchase_id"]["S"] for item in snapshot.read(path).items["cart-purchases"]}
+    assert snapshot_ids(snapshot_file) == first_run | accepted
 
 
 def test_history_is_the_closed_hours_before_now_inside_the_hourly_partitions() -> None:
