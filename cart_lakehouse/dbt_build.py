@@ -101,8 +101,11 @@ def dbt_build(
         context=context, manifest={}, dagster_dbt_translator=DagsterDbtTranslator()
     )
     selection = list(params.selection_args)
-    if params.indirect_selection:
-        selection += ["--indirect-selection", params.indirect_selection]
+    # dbt's default (eager) also runs a test of which only one parent is selected: building
+    # star/dim_product alone would run fact_purchases' relationships test against a fact this run
+    # did not build (an error, or worse, a stale table left in the process's in-memory DuckDB by an
+    # earlier run). cautious runs the tests whose parents are all selected: every test of a full run.
+    selection += ["--indirect-selection", params.indirect_selection or "cautious"]
 
     raw: list[dict[str, Any]] = []
 

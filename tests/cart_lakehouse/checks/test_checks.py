@@ -78,9 +78,17 @@ def test_duplicate_keys_fail_uniqueness() -> None:
 
 def test_composite_keys_are_unique_together() -> None:
     day = date(2026, 11, 24)
+    at = datetime(2026, 11, 24, 9, 30)
     rows = [
-        {"day": day, "buyer_id": "B1", "purchases": 1, "spend": Decimal("1.00")},
-        {"day": day, "buyer_id": "B2", "purchases": 1, "spend": Decimal("1.00")},
+        {
+            "day": day,
+            "buyer_id": buyer,
+            "purchases": 1,
+            "spend": Decimal("1.00"),
+            "first_purchase_at": at,
+            "last_purchase_at": at,
+        }
+        for buyer in ("B1", "B2")
     ]
     assert validate(pd.DataFrame(rows), "buyer_daily").passed
     assert validate(pd.DataFrame([*rows, rows[0]]), "buyer_daily").failures == {"(day, buyer_id): unique": 2}
