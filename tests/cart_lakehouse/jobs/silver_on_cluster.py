@@ -25,6 +25,10 @@ from cart_lakehouse.settings import LakeSettings
 
 MASTER = "local-cluster[2,1,1024]"  # 2 workers, 1 core and 1024 MB each
 EXECUTORS = 2
+# three JVMs that live for a minute on a few rows, on two shared cores: the C1 compiler alone and the
+# serial collector spend about half the CPU of the defaults (C2 and parallel GC threads per JVM) and
+# finish sooner (measured: 108 s -> 60 s of CPU, 64 s -> 46 s); what Spark computes is the same
+SHORT_LIVED_JVM = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 
 
 def executors(session: SparkSession) -> int:
@@ -38,6 +42,8 @@ def main(argv: list[str]) -> None:
         **spark_config(LakeSettings(spark_master=MASTER, spark_shuffle_partitions=4)),
         "spark.driver.memory": "1g",
         "spark.executor.memory": "512m",  # must fit in a worker's 1024 MB
+        "spark.driver.extraJavaOptions": SHORT_LIVED_JVM,
+        "spark.executor.extraJavaOptions": SHORT_LIVED_JVM,
     }
     builder = SparkSession.builder
     for key, value in config.items():
