@@ -119,6 +119,28 @@ def test_a_patch_that_no_longer_fits_moto_is_left_out_with_a_warning(caplog: pyt
     assert "SQSBackend.delete_queue has another signature" in warnings
 
 
+# ---- the server: each request's service ----
+
+
+def test_moto_s_services_are_listed_once_and_as_moto_lists_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server asks this list which service a request is for, twice a request: the same names in
+    the same order as moto's own listing of its package folder, which is read once."""
+    own = moto_server._original(moto_server.SERVER, "backends", "list_of_moto_modules")
+    listings: list[int] = []
+
+    def counted() -> Any:
+        listings.append(1)
+        return own()
+
+    monkeypatch.setattr(moto_server, "_moto_modules", None)
+    monkeypatch.setitem(moto_server._ORIGINALS, (moto_server.SERVER, "backends", "list_of_moto_modules"), counted)
+    first, again = list(moto_server._list_of_moto_modules()), list(moto_server._list_of_moto_modules())
+    assert first == again == list(own())
+    assert {"sqs", "sns", "dynamodb", "s3", "glue", "cloudwatch", "sts"} <= set(first)
+    assert "sqs.us-east-1.amazonaws.com" not in moto_server._list_of_moto_modules()
+    assert listings == [1]
+
+
 # ---- DynamoDB: the item size limit ----
 
 
