@@ -45,6 +45,8 @@ from cart_lakehouse.partitions import Hour
 from cart_lakehouse.resources import AwsResource, LakeResource
 from tests.conftest import receive_all
 
+pytestmark = pytest.mark.e2e  # the file drop end to end, set by set: `make test-quick` leaves it out
+
 ASSETS = [filedrop.filedrop_bronze, filedrop.filedrop_silver, filedrop.filedrop_kpis, filedrop.filedrop_archive]
 SOLD = {"pending", "processing", "shipped", "delivered"}
 CENT = Decimal("0.01")
