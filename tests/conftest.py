@@ -73,6 +73,11 @@ def receive_all(aws: AwsClients, queue: str) -> list[dict[str, Any]]:
 
 
 SPARK_SETTINGS = LakeSettings(spark_master="local[2]", spark_shuffle_partitions=2)
+# for the JVMs a test starts that live a minute or two on a few rows, on two shared cores: the C1
+# compiler alone and the serial collector spend about half the CPU of the defaults (C2 and parallel
+# GC threads per JVM); what Spark computes is the same. (The session below lives through a worker's
+# whole run, where C2 pays off: it keeps the defaults.)
+SHORT_LIVED_JVM = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 
 
 @pytest.fixture(scope="session")

@@ -35,6 +35,7 @@ from cart_dev.seed import hour_holds_purchases, ingest_hour_key, put_purchases, 
 from cart_dev.supervisor import Backlog, Child, history_hours, history_seed, start_fresh, write_dagster_yaml
 from cart_lakehouse.layout import GOLD_TABLES, PRODUCTS_FILE, bronze_file
 from cart_lakehouse.partitions import Hour
+from tests.conftest import SHORT_LIVED_JVM
 
 HISTORY_HOURS, PER_HOUR = 2, 20
 
@@ -127,7 +128,8 @@ def test_run_command_brings_the_stack_up_bootstraps_the_lakehouse_and_the_file_d
 ) -> None:
     api_port, aws_port, dagster_port, dashboard_port = free_port(), free_port(), free_port(), free_port()
     lake = tmp_path / "lake"
-    env = {**os.environ, "CART_LAKE_ROOT": str(lake)}
+    # the JVM of the hourly run's Spark session lives a minute: see SHORT_LIVED_JVM
+    env = {**os.environ, "CART_LAKE_ROOT": str(lake), "JAVA_TOOL_OPTIONS": SHORT_LIVED_JVM}
     done = subprocess.run(
         [
             sys.executable,
