@@ -8,6 +8,7 @@ from functools import cached_property
 from typing import Any, Protocol
 
 from cart_api.idempotency import DynamoIdempotencyStore, IdempotencyStore
+from cart_api.keys import ApiKeyRing
 from cart_api.publisher import Publisher, SnsPublisher
 from cart_api.ratelimit import TokenBucketLimiter
 from cart_api.settings import Settings
@@ -45,6 +46,10 @@ class Backend:
             ttl_seconds=self.settings.idempotency_ttl_seconds,
             lock_seconds=self.settings.idempotency_lock_seconds,
         )
+
+    @cached_property
+    def api_keys(self) -> ApiKeyRing:
+        return ApiKeyRing(self.settings.api_keys)
 
     @cached_property
     def limiter(self) -> TokenBucketLimiter | None:

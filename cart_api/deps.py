@@ -14,7 +14,6 @@ thread, a thread hop per dependency per request. None of them may block.
 
 from __future__ import annotations
 
-import hmac
 import math
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -51,10 +50,9 @@ def _client(request: HTTPConnection, api_key: str | None) -> str:
     settings: Settings = request.app.state.settings
     if settings.auth_mode == "cognito":
         return _cognito_client(request)
-    if api_key:
-        for name, key in settings.api_keys.items():
-            if hmac.compare_digest(api_key.encode(), key.encode()):
-                return name
+    name = backend(request).api_keys.client(api_key) if api_key else None
+    if name is not None:
+        return name
     raise HTTPException(
         status_code=401,
         detail="A valid API key is required in the X-API-Key header." if not api_key else "The API key is not valid.",

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 
 from cart_api.app import create_app
 from cart_api.publisher import OutgoingMessage, PublishError, SnsPublisher
@@ -99,7 +100,7 @@ def test_idempotency_key_returns_the_same_purchase_and_publishes_once(
 
 
 def test_same_key_of_another_client_is_another_purchase(settings: Settings, aws: AwsClients) -> None:
-    two_clients = settings.model_copy(update={"api_keys": {"shop-a": "key-a", "shop-b": "key-b"}})
+    two_clients = settings.model_copy(update={"api_keys": {"shop-a": SecretStr("key-a"), "shop-b": SecretStr("key-b")}})
     with TestClient(create_app(two_clients)) as api:
         a = api.post("/purchases", json=VALID_PURCHASE, headers={"X-API-Key": "key-a", "Idempotency-Key": "1"})
         b = api.post("/purchases", json=VALID_PURCHASE, headers={"X-API-Key": "key-b", "Idempotency-Key": "1"})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,7 +23,7 @@ from tests.conftest import API_KEY, VALID_PURCHASE, queue_depth, receive_all
 def lambda_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
     """Lambda reads its settings from the environment, as in production."""
     monkeypatch.setenv("CART_AWS_ENDPOINT_URL", str(settings.aws_endpoint_url))
-    monkeypatch.setenv("CART_API_KEYS", json.dumps(settings.api_keys))
+    monkeypatch.setenv("CART_API_KEYS", json.dumps({n: k.get_secret_value() for n, k in settings.api_keys.items()}))
     monkeypatch.setenv("CART_MAX_RECEIVE_COUNT", str(settings.max_receive_count))
     caches = (get_settings, lambda_handler._api, lambda_handler._worker)
     for cache in caches:
@@ -135,3 +136,31 @@ def test_worker_handler_reports_only_unstored_records(
     assert response == {"batchItemFailures": [{"itemIdentifier": "m-ok-but-unstorable"}]}
     (dead,) = receive_all(aws, settings.purchases_dlq)
     assert dead["MessageAttributes"]["source_message_id"]["StringValue"] == "m-poison"
+
+
+def test_no_api_key_reaches_a_log_record(
+    lambda_env: pytest.MonkeyPatch, aws: AwsClients, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every logger at DEBUG (Mangum, FastAPI, botocore, the app) while the handler serves an API
+    Gateway event carrying the key: accepted, refused with a wrong key, and failing (SNS gone)."""
+    caplog.set_level(logging.DEBUG)
+    wrong = "wrong-but-secret-looking-key-7Qx2"
+    headers = {"content-type": "application/json"}
+    accepted = lambda_handler.api_handler(
+        rest_api_event("POST", "/purchases", json.dumps(VALID_PURCHASE), {**headers, "X-API-Key": API_KEY}), None
+    )
+    assert accepted["statusCode"] == 202
+    refused = lambda_handler.api_handler(
+        rest_api_event("POST", "/purchases", json.dumps(VALID_PURCHASE), {**headers, "X-API-Key": wrong}), None
+    )
+    assert refused["statusCode"] == 401
+    aws.sns.delete_topic(TopicArn=aws.topic_arn(get_settings().purchases_topic))
+    failed = lambda_handler.api_handler(
+        rest_api_event("POST", "/purchases", json.dumps(VALID_PURCHASE), {**headers, "X-API-Key": API_KEY}), None
+    )
+    assert failed["statusCode"] == 503
+    assert any(r.levelno >= logging.ERROR for r in caplog.records)  # the failure was logged ...
+    # ... without the key: in no message, argument or traceback
+    for key in (API_KEY, wrong):
+        assert key not in caplog.text
+        assert not [r.getMessage() for r in caplog.records if key in r.getMessage()]

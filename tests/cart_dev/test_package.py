@@ -70,7 +70,7 @@ def invoke(folder: Path, handler: str, event: dict[str, Any], settings: Settings
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CART_", "PYTHON"))}
     env |= {
         "CART_AWS_ENDPOINT_URL": str(settings.aws_endpoint_url),
-        "CART_API_KEYS": json.dumps(settings.api_keys),
+        "CART_API_KEYS": json.dumps({n: k.get_secret_value() for n, k in settings.api_keys.items()}),
         "CART_MAX_RECEIVE_COUNT": str(settings.max_receive_count),
     }
     arguments = [str(folder), handler, str(event_file), str(result_file), *NOT_PACKAGED]
