@@ -10,12 +10,13 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Literal
 
-from cart_lakehouse.partitions import Hour
+from cart_lakehouse.hours import Hour
 
 BRONZE = "bronze/purchases"
 SILVER = "silver/purchases"
 SILVER_QUARANTINE = "silver/purchases_quarantine"
 PRODUCTS_FILE = "reference/products/products.parquet"
+PRODUCTS_TABLE = "products"  # the products dimension's schema object in the lakehouse contract
 GOLD = "gold"
 STAR = "silver/star"  # the star schema (dbt models/star), built with gold
 DLQ_QUARANTINE = "quarantine/dlq"

@@ -1,79 +1,19 @@
-"""Hourly partitions of the lakehouse and the pure helpers that turn a partition into paths and keys.
+"""Hourly partitions of the lakehouse.
 
 Every asset from bronze to gold is partitioned by ingest hour (UTC), the hour the API received
 the purchase: it is what DynamoDB indexes, so one hour is read without a scan, and late data
-for an hour lands in that same hour.
+for an hour lands in that same hour. The hours themselves (keys, paths) are ``cart_lakehouse.hours``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-
 from dagster import HourlyPartitionsDefinition
 
+from cart_lakehouse.hours import PARTITION_FORMAT, Hour, hours_between, whole_days
 from cart_lakehouse.settings import lake_settings
 
-PARTITION_FORMAT = "%Y-%m-%d-%H:%M"
+__all__ = ["PARTITION_FORMAT", "Hour", "hourly_partitions", "hours_between", "whole_days"]
 
 hourly_partitions = HourlyPartitionsDefinition(
     start_date=lake_settings().partitions_start, timezone="UTC", fmt=PARTITION_FORMAT
 )
-
-
-@dataclass(frozen=True, order=True)
-class Hour:
-    """One ingest hour: ``Hour.from_key("2026-11-25-03:00")``."""
-
-    start: datetime
-
-    @classmethod
-    def from_key(cls, key: str) -> Hour:
-        return cls(datetime.strptime(key, PARTITION_FORMAT).replace(tzinfo=UTC))
-
-    @classmethod
-    def from_ingest_hour(cls, value: str) -> Hour:
-        return cls(datetime.strptime(value, "%Y-%m-%dT%H").replace(tzinfo=UTC))
-
-    @property
-    def key(self) -> str:
-        return self.start.strftime(PARTITION_FORMAT)
-
-    @property
-    def ingest_hour(self) -> str:
-        """The value of the purchases' ``ingest_hour`` (and of the DynamoDB index) for this hour."""
-        return self.start.strftime("%Y-%m-%dT%H")
-
-    @property
-    def path(self) -> str:
-        """Hive-style partition path: ``year=2026/month=11/day=25/hour=03``."""
-        s = self.start
-        return f"year={s:%Y}/month={s:%m}/day={s:%d}/hour={s:%H}"
-
-    @property
-    def path_values(self) -> tuple[str, str, str, str]:
-        """The values of ``path`` (year, month, day, hour), as a catalog's partition values."""
-        s = self.start
-        return (f"{s:%Y}", f"{s:%m}", f"{s:%d}", f"{s:%H}")
-
-    @property
-    def end(self) -> datetime:
-        return self.start + timedelta(hours=1)
-
-
-def hours_between(start: datetime, end: datetime) -> list[Hour]:
-    """Every hour starting in [start, end): the hours of a partition time window."""
-    first = start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-    hours = []
-    current = first if first >= start.astimezone(UTC) else first + timedelta(hours=1)
-    while current < end:
-        hours.append(Hour(current))
-        current += timedelta(hours=1)
-    return hours
-
-
-def whole_days(hours: Sequence[Hour]) -> list[Hour]:
-    """Every hour of every day (UTC) that ``hours`` touch: what a daily table is rebuilt from."""
-    midnights = sorted({h.start.replace(hour=0) for h in hours})
-    return [h for midnight in midnights for h in hours_between(midnight, midnight + timedelta(days=1))]

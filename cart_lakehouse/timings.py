@@ -13,8 +13,6 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from dagster import MetadataValue
-
 
 class Timings:
     """Seconds per named span of one step, in the order the spans started (a repeated name adds up)."""
@@ -35,6 +33,9 @@ class Timings:
         self.seconds[name] = self.seconds.get(name, 0.0) + seconds
 
     def metadata(self) -> dict[str, Any]:
+        # imported here: the Spark job times its stages with this class on EMR, where Dagster is absent
+        from dagster import MetadataValue
+
         return {"timings": MetadataValue.json({k: round(v, 3) for k, v in self.seconds.items()})}
 
 

@@ -51,9 +51,9 @@ from cart_lakehouse.dbt_build import DbtBuild, dbt_build
 from cart_lakehouse.filedrop.kpi_tables import read_kpis
 from cart_lakehouse.filedrop.store import set_files
 from cart_lakehouse.gold_project import GOLD_PROJECT
-from cart_lakehouse.jobs.products import PRODUCTS_TABLE, products_table
+from cart_lakehouse.jobs.products import products_table
 from cart_lakehouse.lake import Lake
-from cart_lakehouse.layout import GOLD_TABLES, SILVER, GoldTable
+from cart_lakehouse.layout import GOLD_TABLES, PRODUCTS_TABLE, SILVER, GoldTable
 from cart_lakehouse.metadata import column_schema, preview
 from cart_lakehouse.partitions import Hour, hourly_partitions, hours_between
 from cart_lakehouse.resources import CatalogResource, LakeResource

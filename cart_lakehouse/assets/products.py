@@ -13,7 +13,8 @@ from typing import Any
 import pyarrow.compute as pc
 from dagster import AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue, asset
 
-from cart_lakehouse.jobs.products import PRODUCTS_TABLE, committed_csv, dimension, write_products
+from cart_lakehouse.jobs.products import committed_csv, dimension, write_products
+from cart_lakehouse.layout import PRODUCTS_TABLE
 from cart_lakehouse.metadata import column_schema, preview
 from cart_lakehouse.resources import LakeResource
 

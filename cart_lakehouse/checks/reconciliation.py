@@ -37,9 +37,9 @@ from dagster import (
 )
 
 from cart_lakehouse.checks import hour_dirs, read_window
-from cart_lakehouse.jobs.products import PRODUCTS_TABLE, dimension
+from cart_lakehouse.jobs.products import dimension
 from cart_lakehouse.lake import Lake
-from cart_lakehouse.layout import GOLD_TABLES, SILVER, GoldTable, bronze_file
+from cart_lakehouse.layout import GOLD_TABLES, PRODUCTS_TABLE, SILVER, GoldTable, bronze_file
 from cart_lakehouse.layout import SILVER_QUARANTINE as QUARANTINE
 from cart_lakehouse.partitions import Hour, hourly_partitions, hours_between, whole_days
 from cart_lakehouse.resources import LakeResource

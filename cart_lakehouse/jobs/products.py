@@ -26,10 +26,9 @@ import pyarrow.parquet as pq
 from cart_lakehouse.checks.schemas import arrow_schema, failing_rows
 from cart_lakehouse.filedrop.store import read_sets
 from cart_lakehouse.lake import Lake
-from cart_lakehouse.layout import PRODUCTS_FILE
+from cart_lakehouse.layout import PRODUCTS_FILE, PRODUCTS_TABLE
 from contracts import load_contract
 
-PRODUCTS_TABLE = "products"  # the schema object in the lakehouse contract
 PRODUCT_IDS = tuple(f"P{n:04d}" for n in range(1, 201))  # the ids the traffic generator buys
 SEED = 20261125
 

@@ -31,11 +31,10 @@ from pyspark.sql import Column as SparkColumn
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from cart_lakehouse.jobs.products import PRODUCTS_TABLE
+from cart_lakehouse.hours import Hour
 from cart_lakehouse.lake import Lake
-from cart_lakehouse.layout import PRODUCTS_FILE, SILVER, bronze_file
+from cart_lakehouse.layout import PRODUCTS_FILE, PRODUCTS_TABLE, SILVER, bronze_file
 from cart_lakehouse.layout import SILVER_QUARANTINE as QUARANTINE
-from cart_lakehouse.partitions import Hour
 from cart_lakehouse.timings import Timings
 from contracts import Column, load_contract
 
