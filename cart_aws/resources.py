@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from cart_aws.limits import API_LIMITS, ApiLimits
 from cart_aws.metrics import NAMESPACE
 from cart_aws.settings import AwsSettings
 
@@ -212,7 +213,7 @@ class QueueTrigger:
 @dataclass(frozen=True)
 class Api:
     """A REST API in front of a function (every path and method proxied to it), throttled per
-    stage, behind a WAF web ACL with a rate-based rule per client IP.
+    stage, behind a WAF web ACL with a rate-based rule per client IP and a body size rule.
 
     A REST API rather than an HTTP API: WAF web ACLs cannot be associated with HTTP APIs (only
     REST API stages, load balancers, AppSync, Cognito ...), and a web ACL on the API is wanted.
@@ -222,9 +223,11 @@ class Api:
     name: str
     purpose: str
     function: str
-    throttle_rate_per_second: float = 500.0
-    throttle_burst: int = 1000
-    waf_requests_per_5_minutes_per_ip: int = 3000  # WAF counts over a 5-minute window
+    # the app's own limits (cart_aws/limits.py): the stage's throttling, the WAF rules (requests
+    # per IP, body size) and the function's environment state the same numbers
+    limits: ApiLimits = API_LIMITS
+    # the CORS origins, a template parameter passed to the function (CART_CORS_ALLOW_ORIGINS)
+    cors_parameter: str = "CorsAllowOrigins"
 
 
 @dataclass(frozen=True)

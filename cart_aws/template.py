@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from cart_aws.limits import WAF_WINDOW_SECONDS
 from cart_aws.resources import (
     Access,
     Api,
@@ -257,6 +258,17 @@ class _Renderer:
                     "requires a Cognito access token (client credentials) and its authorizer checks it"
                 ),
             },
+            **{
+                api.cors_parameter: {
+                    "Type": "String",
+                    "Default": "",
+                    "Description": (
+                        "Origins a browser may call the API from (CORS), comma-separated, e.g. "
+                        "https://shop.example; empty (default): none, no CORS headers (CART_CORS_ALLOW_ORIGINS)"
+                    ),
+                }
+                for api in self.stack.apis
+            },
         }
 
     # --- SQS ----------------------------------------------------------------------------------
@@ -449,6 +461,9 @@ class _Renderer:
         for key, value in function.environment.items():
             environment[key] = self._name_of(value) if isinstance(value, NameOf) else value
         apis = {a.name: a for a in self.stack.apis}
+        for api in apis.values():
+            if api.function == function.name:
+                environment |= _limits_environment(api)
         for pool in self.stack.user_pools:
             if apis[pool.api].function == function.name:
                 environment[pool.env_var] = ref("AuthMode")
@@ -617,6 +632,21 @@ class _Renderer:
                     "Fn::If": [USE_COGNITO, [sub(f"{api.name}-${{Stage}}/{API_SCOPE}")], ref("AWS::NoValue")]
                 }
             methods.append(self.add(logical_id(api.name, name), "AWS::ApiGateway::Method", properties))
+            # a CORS preflight carries no credentials, so OPTIONS reaches the function (whose CORS
+            # middleware answers it) without the Cognito authorizer; API Gateway prefers an
+            # explicit method over ANY
+            preflight = {
+                "RestApiId": ref(rest),
+                "ResourceId": resource,
+                "HttpMethod": "OPTIONS",
+                "AuthorizationType": "NONE",
+                "Integration": properties["Integration"],
+            }
+            methods.append(
+                self.add(
+                    logical_id(api.name, name.replace("Method", "OptionsMethod")), "AWS::ApiGateway::Method", preflight
+                )
+            )
         # a deployment is a snapshot of the methods: its id changes with them, so an update of the
         # stack deploys the API again (a fixed id would leave the stage on the old methods)
         fingerprint = hashlib.sha256(
@@ -639,8 +669,8 @@ class _Renderer:
                     {
                         "ResourcePath": "/*",
                         "HttpMethod": "*",
-                        "ThrottlingRateLimit": api.throttle_rate_per_second,
-                        "ThrottlingBurstLimit": api.throttle_burst,
+                        "ThrottlingRateLimit": api.limits.rate_per_second,
+                        "ThrottlingBurstLimit": api.limits.burst,
                         "MetricsEnabled": True,
                     }
                 ],
@@ -671,16 +701,42 @@ class _Renderer:
                     {
                         "Name": "rate-per-ip",
                         "Priority": 0,
-                        "Action": {"Block": {}},
+                        # the app's answer over a rate: 429
+                        "Action": {"Block": {"CustomResponse": {"ResponseCode": 429}}},
                         "Statement": {
                             "RateBasedStatement": {
-                                "Limit": api.waf_requests_per_5_minutes_per_ip,
+                                "Limit": api.limits.waf_requests_per_window_per_ip,
+                                "EvaluationWindowSec": WAF_WINDOW_SECONDS,
                                 "AggregateKeyType": "IP",
                             }
                         },
                         "VisibilityConfig": {**visibility, "MetricName": sub(f"{api.name}-${{Stage}}-rate-per-ip")},
-                    }
+                    },
+                    {
+                        "Name": "body-size",
+                        "Priority": 1,
+                        # the app's answer to a body over its limit: 413
+                        "Action": {"Block": {"CustomResponse": {"ResponseCode": 413}}},
+                        "Statement": {
+                            "SizeConstraintStatement": {
+                                # a body longer than WAF inspects (AssociationConfig below, at
+                                # least the limit) counts as matching: over the limit too
+                                "FieldToMatch": {"Body": {"OversizeHandling": "MATCH"}},
+                                "ComparisonOperator": "GT",
+                                "Size": api.limits.max_body_bytes,
+                                "TextTransformations": [{"Priority": 0, "Type": "NONE"}],
+                            }
+                        },
+                        "VisibilityConfig": {**visibility, "MetricName": sub(f"{api.name}-${{Stage}}-body-size")},
+                    },
                 ],
+                "AssociationConfig": {
+                    "RequestBody": {
+                        "API_GATEWAY": {
+                            "DefaultSizeInspectionLimit": waf_body_inspection_limit(api.limits.max_body_bytes)
+                        }
+                    }
+                },
                 "VisibilityConfig": {**visibility, "MetricName": staged(api.name)},
                 "Tags": self.tags,
             },
@@ -837,6 +893,30 @@ class _Renderer:
                     "RoleArn": get_att(logs_role, "Arn"),
                 },
             )
+
+
+# the body sizes WAF can inspect on an API Gateway stage (its AssociationConfig); larger bodies are
+# "oversize" and handled by the rule's OversizeHandling
+WAF_BODY_INSPECTION_LIMITS = {16_384: "KB_16", 32_768: "KB_32", 49_152: "KB_48", 65_536: "KB_64"}
+
+
+def waf_body_inspection_limit(max_body_bytes: int) -> str:
+    """The smallest body WAF inspects that holds a whole body of the largest size the API accepts,
+    so a body-size rule sees up to the limit and counts anything longer as oversize."""
+    for size, name in WAF_BODY_INSPECTION_LIMITS.items():
+        if max_body_bytes <= size:
+            return name
+    raise ValueError(f"WAF inspects at most 64 KiB of a body; the API's body limit is {max_body_bytes} bytes")
+
+
+def _limits_environment(api: Api) -> Json:
+    """The API function's limits: the numbers the stage and WAF state (cart_api's settings read them)."""
+    return {
+        "CART_RATE_LIMIT_PER_SECOND": str(api.limits.rate_per_second),
+        "CART_RATE_LIMIT_BURST": str(api.limits.burst),
+        "CART_MAX_BODY_BYTES": str(api.limits.max_body_bytes),
+        "CART_CORS_ALLOW_ORIGINS": ref(api.cors_parameter),
+    }
 
 
 class _NoAliases(yaml.SafeDumper):

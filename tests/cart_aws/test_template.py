@@ -22,10 +22,11 @@ from moto.cloudformation.parsing import get_model_map
 from cart_api.settings import LOCAL_DEV_KEYS, Settings
 from cart_aws import template as template_module
 from cart_aws.aws import AwsClients
+from cart_aws.limits import ApiLimits
 from cart_aws.provision import provision
 from cart_aws.resources import cart_stack
 from cart_aws.settings import AwsSettings
-from cart_aws.template import TEMPLATE_FILE, main, render, render_yaml
+from cart_aws.template import TEMPLATE_FILE, main, render, render_yaml, waf_body_inspection_limit
 from cart_dev.local_aws import MotoServer
 
 DEFAULTS = AwsSettings.model_construct()
@@ -187,6 +188,81 @@ def test_no_api_key_is_written_in_the_template(template: dict[str, Any]) -> None
     for function in ("CartApiFunction", "CartWorkerFunction"):
         variables = template["Resources"][function]["Properties"]["Environment"]["Variables"]
         assert variables["CART_API_KEYS"] == {"Fn::Sub": "{{resolve:secretsmanager:${CartApiKeysSecret}:SecretString}}"}
+
+
+# --- the API's limits: the template states the app's -----------------------------------------
+def test_the_templates_limits_are_the_apps_defaults(template: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    app = Settings.model_construct()  # the app's defaults, not this machine's environment
+    resources = template["Resources"]
+    (throttle,) = resources["CartApiStage"]["Properties"]["MethodSettings"]
+    assert (throttle["ThrottlingRateLimit"], throttle["ThrottlingBurstLimit"]) == (
+        app.rate_limit_per_second,
+        app.rate_limit_burst,
+    )
+    acl = resources["CartApiWebAcl"]["Properties"]
+    rules = {rule["Name"]: rule for rule in acl["Rules"]}
+    rate = rules["rate-per-ip"]["Statement"]["RateBasedStatement"]
+    # one client's rate over WAF's window, per address
+    assert rate["Limit"] == app.rate_limit_per_second * rate["EvaluationWindowSec"]
+    assert rules["rate-per-ip"]["Action"]["Block"]["CustomResponse"]["ResponseCode"] == 429  # as the app answers
+    size = rules["body-size"]["Statement"]["SizeConstraintStatement"]
+    assert (size["ComparisonOperator"], size["Size"]) == ("GT", app.max_body_bytes)
+    # a body longer than WAF inspects counts as over the limit, and WAF inspects at least the limit
+    assert size["FieldToMatch"] == {"Body": {"OversizeHandling": "MATCH"}}
+    inspected = acl["AssociationConfig"]["RequestBody"]["API_GATEWAY"]["DefaultSizeInspectionLimit"]
+    assert int(inspected.removeprefix("KB_")) * 1024 >= app.max_body_bytes
+    assert rules["body-size"]["Action"]["Block"]["CustomResponse"]["ResponseCode"] == 413
+
+    # the function is told the same numbers, and the CORS origins of the stack's parameter
+    variables = resources["CartApiFunction"]["Properties"]["Environment"]["Variables"]
+    assert variables["CART_CORS_ALLOW_ORIGINS"] == {"Ref": "CorsAllowOrigins"}
+    assert template["Parameters"]["CorsAllowOrigins"]["Default"] == ""
+    for name in ("CART_RATE_LIMIT_PER_SECOND", "CART_RATE_LIMIT_BURST", "CART_MAX_BODY_BYTES"):
+        monkeypatch.setenv(name, variables[name])
+    monkeypatch.setenv("CART_CORS_ALLOW_ORIGINS", template["Parameters"]["CorsAllowOrigins"]["Default"])
+    deployed = Settings()
+    assert (deployed.rate_limit_per_second, deployed.rate_limit_burst, deployed.max_body_bytes) == (
+        app.rate_limit_per_second,
+        app.rate_limit_burst,
+        app.max_body_bytes,
+    )
+    assert deployed.cors_allow_origins == app.cors_allow_origins == []
+
+
+def test_changed_limits_change_the_stage_waf_and_function_alike() -> None:
+    stack = cart_stack(DEFAULTS)
+    tighter = ApiLimits(rate_per_second=20.0, burst=40, max_body_bytes=40_000)
+    changed = render(replace(stack, apis=tuple(replace(a, limits=tighter) for a in stack.apis)))["Resources"]
+    (throttle,) = changed["CartApiStage"]["Properties"]["MethodSettings"]
+    assert (throttle["ThrottlingRateLimit"], throttle["ThrottlingBurstLimit"]) == (20.0, 40)
+    acl = changed["CartApiWebAcl"]["Properties"]
+    assert acl["Rules"][0]["Statement"]["RateBasedStatement"]["Limit"] == 6000
+    assert acl["Rules"][1]["Statement"]["SizeConstraintStatement"]["Size"] == 40_000
+    assert acl["AssociationConfig"]["RequestBody"]["API_GATEWAY"]["DefaultSizeInspectionLimit"] == "KB_48"
+    variables = changed["CartApiFunction"]["Properties"]["Environment"]["Variables"]
+    assert (variables["CART_RATE_LIMIT_PER_SECOND"], variables["CART_MAX_BODY_BYTES"]) == ("20.0", "40000")
+    assert "CART_RATE_LIMIT_PER_SECOND" not in changed["CartWorkerFunction"]["Properties"]["Environment"]["Variables"]
+    with pytest.raises(ValueError, match="WAF inspects at most 64 KiB"):
+        waf_body_inspection_limit(65_537)
+    assert waf_body_inspection_limit(16_384) == "KB_16"
+    assert waf_body_inspection_limit(16_385) == "KB_32"
+
+
+def test_a_cors_preflight_reaches_the_function_without_the_authorizer(template: dict[str, Any]) -> None:
+    methods = {
+        (r["Properties"]["ResourceId"].get("Ref", "root"), r["Properties"]["HttpMethod"]): r["Properties"]
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::ApiGateway::Method"
+    }
+    assert set(methods) == {("root", "ANY"), ("root", "OPTIONS"), ("CartApiProxyResource", "ANY"),
+                            ("CartApiProxyResource", "OPTIONS")}  # fmt: skip
+    for (resource, verb), method in methods.items():
+        if verb == "OPTIONS":
+            assert method["AuthorizationType"] == "NONE"
+            assert "AuthorizerId" not in method
+            assert method["Integration"] == methods[(resource, "ANY")]["Integration"]  # the function answers it
+        else:  # with AuthMode cognito, everything else goes through the authorizer
+            assert method["AuthorizationType"] == {"Fn::If": ["UseCognito", "COGNITO_USER_POOLS", "NONE"]}
 
 
 def test_a_queue_trigger_the_queue_would_time_out_is_refused() -> None:
