@@ -11,7 +11,7 @@ UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 unexport PYTHONDONTWRITEBYTECODE
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test test-quick lint format typecheck pytest browser demo template package bench bench-ingest bench-local-ingest bench-lakehouse bench-local-aws bench-freshness bench-kpis clean dbt
+.PHONY: help setup run test test-quick lint format typecheck pytest browser demo template package audit bench bench-ingest bench-local-ingest bench-lakehouse bench-local-aws bench-freshness bench-kpis clean dbt
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -38,9 +38,10 @@ run: setup $(DBT_MANIFEST) ## Start the whole system locally (ARGS=--fresh start
 
 test: setup lint typecheck pytest ## Lint, type-check and run every test
 
-lint: setup ## ruff lint and format check
+lint: setup ## ruff lint and format check, actionlint on the GitHub Actions workflows
 	@$(UV) run --locked ruff check .
 	@$(UV) run --locked ruff format --check .
+	@$(UV) run --locked actionlint && echo "actionlint: no findings"
 
 format: setup ## Format the code with ruff
 	@$(UV) run --locked ruff format .
@@ -76,6 +77,32 @@ template: setup ## Write deploy/template.yaml (CloudFormation, from cart_aws/res
 
 package: setup ## Build the Lambda packages dist/lambda/api.zip and worker.zip (the ingest service and its locked runtime dependencies for Lambda) and print their sizes
 	@$(UV) run --locked python -m cart_dev.package $(ARGS)
+
+# What is deployed: the Lambda packages (the project's dependencies) and the Dagster code location
+# image (the lakehouse extra); the local and dev tools are not. Exported from the lock, so the audit
+# sees exactly the locked versions; --no-deps: the export is the whole closure, nothing to resolve.
+AUDIT_REQUIREMENTS := .local/audit/requirements.txt
+AUDIT_LOG := .local/audit/pip-audit.log
+# Advisory ids accepted after review, each justified in docs/operations.md (pip-audit --ignore-vuln)
+AUDIT_IGNORE ?=
+# --strict: a package the vulnerability service could not be asked about fails the audit (without
+# it pip-audit skips the package with a warning and still says "No known vulnerabilities found")
+
+audit: setup ## Check the locked dependencies of the Lambda packages and the lakehouse image for known vulnerabilities (pip-audit; needs pypi.org)
+	@mkdir -p $(dir $(AUDIT_REQUIREMENTS))
+	@$(UV) export --locked --no-dev --extra lakehouse --no-emit-project --format requirements.txt --quiet --output-file $(AUDIT_REQUIREMENTS)
+	@echo "Auditing $$(grep -c '^[A-Za-z0-9]' $(AUDIT_REQUIREMENTS)) locked packages with pip-audit..."
+	@$(UV) run --locked --quiet pip-audit --strict --no-deps --disable-pip --progress-spinner off \
+	  $(foreach id,$(AUDIT_IGNORE),--ignore-vuln $(id)) --requirement $(AUDIT_REQUIREMENTS) $(ARGS) >$(AUDIT_LOG) 2>&1; \
+	rc=$$?; grep -v -e '--no-deps is supported' -e 'Consider using a tool like' $(AUDIT_LOG); \
+	if [ $$rc -eq 0 ]; then :; \
+	elif grep -q -E 'Found [0-9]+ known vulnerabilit' $(AUDIT_LOG); then \
+	  echo "make audit: known vulnerabilities in the locked dependencies (above): upgrade them in uv.lock, or justify each in docs/operations.md and add its id to AUDIT_IGNORE in the Makefile" >&2; exit 1; \
+	else \
+	  echo "make audit: NOT CHECKED. pip-audit could not ask its vulnerability service about every locked package (above)." >&2; \
+	  echo "It needs https://pypi.org/pypi/<name>/<version>/json (or https://api.osv.dev with ARGS='--vulnerability-service osv');" >&2; \
+	  echo "a mirror or proxy that does not serve PyPI's JSON API answers 404. Run it where pypi.org is reachable (CI's audit job does)." >&2; exit 1; \
+	fi
 
 bench: bench-ingest bench-local-ingest bench-lakehouse bench-local-aws bench-freshness bench-kpis ## Run the benchmarks and print their tables (ARGS="--write docs/benchmarks.md")
 
