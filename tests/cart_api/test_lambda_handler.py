@@ -78,14 +78,24 @@ def rest_api_event(
 ) -> dict[str, Any]:
     """An API Gateway REST API (payload 1.0) proxy event, as the template's API sends it; with
     ``claims``, as its Cognito authorizer passes on a verified access token's."""
-    context: dict[str, Any] = {"stage": "prod", "requestId": "req-2", "identity": {"sourceIp": "203.0.113.9"}}
+    # requestContext.path: the path as the client called it, on the execute-api URL (with the stage)
+    context: dict[str, Any] = {
+        "stage": "prod",
+        "path": f"/prod{path}",
+        "requestId": "req-2",
+        "identity": {"sourceIp": "203.0.113.9"},
+    }
     if claims is not None:
         context["authorizer"] = {"claims": claims}
     return {
         "resource": "/{proxy+}",
         "path": path,
         "httpMethod": method,
-        "headers": {"Host": "abc123.execute-api.us-east-1.amazonaws.com", **(headers or {})},
+        "headers": {
+            "Host": "abc123.execute-api.us-east-1.amazonaws.com",
+            "X-Forwarded-Proto": "https",
+            **(headers or {}),
+        },
         "multiValueHeaders": {},
         "queryStringParameters": None,
         "multiValueQueryStringParameters": None,
@@ -93,6 +103,37 @@ def rest_api_event(
         "body": body,
         "isBase64Encoded": False,
     }
+
+
+def test_through_a_rest_api_the_links_carry_the_stage(lambda_env: pytest.MonkeyPatch, aws: AwsClients) -> None:
+    """The client called https://<id>.execute-api.<region>.amazonaws.com/prod/...: the status URL and
+    /docs' OpenAPI URL it is given must work there."""
+    headers = {"content-type": "application/json", "x-api-key": API_KEY}
+    accepted = lambda_handler.api_handler(
+        rest_api_event("POST", "/purchases", json.dumps(VALID_PURCHASE), headers), None
+    )
+    assert accepted["statusCode"] == 202
+    body = json.loads(accepted["body"])
+    status_url = f"https://abc123.execute-api.us-east-1.amazonaws.com/prod/purchases/{body['purchase_id']}"
+    assert body["status_url"] == status_url
+    assert accepted["headers"]["location"] == status_url
+    # what API Gateway sends when the client follows it: the route answers (not stored yet), no missing route
+    followed = lambda_handler.api_handler(
+        rest_api_event("GET", f"/purchases/{body['purchase_id']}", None, headers), None
+    )
+    assert followed["statusCode"] == 404
+    assert "not stored" in json.loads(base64.b64decode(followed["body"]))["detail"]
+    docs = lambda_handler.api_handler(rest_api_event("GET", "/docs"), None)
+    assert docs["statusCode"] == 200
+    assert "'/prod/openapi.json'" in docs["body"]
+    assert lambda_handler.api_handler(rest_api_event("GET", "/openapi.json"), None)["statusCode"] == 200
+    # a custom domain mapped without a base path: the client's path is the app's
+    direct = rest_api_event("POST", "/purchases", json.dumps(VALID_PURCHASE), headers)
+    direct["requestContext"]["path"] = "/purchases"
+    mapped = json.loads(lambda_handler.api_handler(direct, None)["body"])
+    assert (
+        mapped["status_url"] == f"https://abc123.execute-api.us-east-1.amazonaws.com/purchases/{mapped['purchase_id']}"
+    )
 
 
 def test_in_cognito_mode_the_client_is_the_verified_tokens_app_client(
@@ -164,3 +205,20 @@ def test_no_api_key_reaches_a_log_record(
     for key in (API_KEY, wrong):
         assert key not in caplog.text
         assert not [r.getMessage() for r in caplog.records if key in r.getMessage()]
+
+
+@pytest.mark.parametrize(
+    ("called", "path", "prefix"),
+    [
+        ("/prod/purchases", "/purchases", "/prod"),
+        ("/prod/", "/", "/prod"),
+        ("/prod", "/", "/prod"),
+        ("/v1/purchases/abc", "/purchases/abc", "/v1"),  # a custom domain's base path
+        ("/purchases", "/purchases", ""),
+        ("/elsewhere", "/purchases", ""),  # not a prefix of ours: leave the URL alone
+    ],
+)
+def test_the_stage_prefix_is_what_the_client_called_before_the_apps_path(called: str, path: str, prefix: str) -> None:
+    assert lambda_handler.stage_prefix({"httpMethod": "GET", "requestContext": {"path": called}}, path) == prefix
+    # an HTTP API event (payload 2.0) is left alone: its rawPath is what the app routes
+    assert lambda_handler.stage_prefix({"version": "2.0", "requestContext": {"path": called}}, path) == ""
