@@ -91,7 +91,7 @@ AUDIT_IGNORE ?=
 audit: setup ## Check the locked dependencies of the Lambda packages and the lakehouse image for known vulnerabilities (pip-audit; needs pypi.org)
 	@mkdir -p $(dir $(AUDIT_REQUIREMENTS))
 	@$(UV) export --locked --no-dev --extra lakehouse --no-emit-project --format requirements.txt --quiet --output-file $(AUDIT_REQUIREMENTS)
-	@echo "Auditing $$(grep -c '^[A-Za-z0-9]' $(AUDIT_REQUIREMENTS)) locked packages with pip-audit..."
+	@echo "Auditing the $$(grep -c '^[A-Za-z0-9]' $(AUDIT_REQUIREMENTS)) packages pinned in $(AUDIT_REQUIREMENTS) with pip-audit..."
 	@$(UV) run --locked --quiet pip-audit --strict --no-deps --disable-pip --progress-spinner off \
 	  $(foreach id,$(AUDIT_IGNORE),--ignore-vuln $(id)) --requirement $(AUDIT_REQUIREMENTS) $(ARGS) >$(AUDIT_LOG) 2>&1; \
 	rc=$$?; grep -v -e '--no-deps is supported' -e 'Consider using a tool like' $(AUDIT_LOG); \
