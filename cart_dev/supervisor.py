@@ -35,6 +35,8 @@ from urllib.parse import urlparse
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from cart_api.settings import LOCAL_DEV_KEYS
+from cart_api.settings import Settings as ApiSettings
 from cart_aws.aws import AwsClients
 from cart_aws.provision import format_changes, provision
 from cart_aws.settings import AwsSettings
@@ -782,6 +784,10 @@ def run(args: argparse.Namespace) -> int:
                 dashboard_env,
             )
 
+        # the traffic's key: the first configured client's (CART_API_KEYS), kept in memory; the
+        # console and the logs show it only when it is the public local development key
+        api_keys = ApiSettings(aws_endpoint_url=endpoint).api_keys
+        api_key = next(iter(api_keys.values())).get_secret_value()
         table = settings.purchases_table
         if args.traffic:
             from cart_api.traffic import TrafficConfig, run_traffic
@@ -797,6 +803,7 @@ def run(args: argparse.Namespace) -> int:
                         seed=args.seed,
                         queue=settings,
                         wait_stored=60,
+                        api_key=api_key,
                     )
                 )
             )
@@ -853,7 +860,8 @@ def run(args: argparse.Namespace) -> int:
         if dashboard_url:
             wait_until(lambda: answers(f"{dashboard_url}/healthz"), 60, "Dashboard", dashboard)
         backlog = Backlog(aws, settings)
-        print_banner(api_url, endpoint, stack, dagster_url, runs, backlog.describe(), dashboard_url)
+        shown_key = api_key if api_key in LOCAL_DEV_KEYS.values() else None
+        print_banner(api_url, endpoint, stack, dagster_url, runs, backlog.describe(), dashboard_url, shown_key)
         if not args.once:
             code = supervise(stack, args.max_restarts, backlog=backlog)
     except KeyboardInterrupt:
@@ -921,8 +929,15 @@ def print_banner(
     runs: Sequence[tuple[str, str]] = (),
     queues: str | None = None,
     dashboard_url: str | None = None,
+    api_key: str | None = LOCAL_DEV_KEYS["local"],
 ) -> None:
+    """Where everything is; ``api_key`` is shown in the examples only if it is public (the local
+    development key), else a placeholder stands for a key of CART_API_KEYS."""
     host = urlparse(api_url).netloc
+    key = api_key or "<a key of CART_API_KEYS>"
+    traffic_command = "uv run cart-traffic --count 1000 --invalid-share 0.1"
+    if api_key != LOCAL_DEV_KEYS["local"]:
+        traffic_command += f" --api-key '{key}'"
     today = time.strftime("%Y-%m-%d", time.gmtime())
     example = (
         '{"buyer_id":"B000001","product_id":"P0001","number_of_installments":2,'
@@ -945,10 +960,10 @@ Cart lakehouse is running:
 {queue_line}{kpi_line}  Logs                  {stack.logs}/ (api.log, worker.log, moto.log, dagster.log, dashboard.log)
 
 Send a purchase:
-  curl -s -X POST http://{host}/purchases -H 'X-API-Key: local-dev-key' \\
+  curl -s -X POST http://{host}/purchases -H 'X-API-Key: {key}' \\
        -H 'Content-Type: application/json' \\
        -d '{example}'
-More traffic:  uv run cart-traffic --count 1000 --invalid-share 0.1   (its summary shows the queue and the worker lag)
+More traffic:  {traffic_command}   (its summary shows the queue and the worker lag)
 Stop: Ctrl-C
 """,
         flush=True,

@@ -8,8 +8,10 @@ so pytest-xdist runs them side by side."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -224,9 +226,17 @@ def test_run_command_keeps_its_data_across_restarts_and_supervises_its_children(
     tmp_path: Path, running: Callable[[list[str], dict[str, str]], Running]
 ) -> None:
     api_port, aws_port = free_port(), free_port()
+    # two clients with generated keys (not the public development key): every log and every output
+    # of the three starts is searched for them at the end
+    keys = {"shop": secrets.token_urlsafe(24), "partner": secrets.token_urlsafe(24)}
     # a visibility timeout shorter than the default 30 s: the purchases the killed worker held come
     # back sooner, and so does the final snapshot's wait for messages in flight; the path is the same
-    env = {**os.environ, "CART_LAKE_ROOT": str(tmp_path / "lake"), "CART_VISIBILITY_TIMEOUT": "10"}
+    env = {
+        **os.environ,
+        "CART_LAKE_ROOT": str(tmp_path / "lake"),
+        "CART_VISIBILITY_TIMEOUT": "10",
+        "CART_API_KEYS": json.dumps(keys),
+    }
     ports = [
         *("--api-port", str(api_port), "--aws-port", str(aws_port), "--state-dir", str(tmp_path)),
         *("--dagster-port", "0", "--dashboard-port", "0"),  # the test above covers Dagster and the dashboard
@@ -254,7 +264,9 @@ def test_run_command_keeps_its_data_across_restarts_and_supervises_its_children(
 
     # the worker SIGKILLed under traffic: cart-dev restarts it and every accepted purchase is stored
     report: list[TrafficReport] = []
-    config = TrafficConfig(url=f"http://127.0.0.1:{api_port}", count=120, rate=40, seed=11, progress=False)
+    config = TrafficConfig(
+        url=f"http://127.0.0.1:{api_port}", count=120, rate=40, seed=11, progress=False, api_key=keys["partner"]
+    )
     traffic = threading.Thread(target=lambda: report.append(asyncio.run(run_traffic(config))))
     traffic.start()
     wait_for(lambda: len(stored_ids(aws, "cart-purchases")) > len(first_run), 30, "the worker storing traffic")
@@ -296,6 +308,17 @@ def test_run_command_keeps_its_data_across_restarts_and_supervises_its_children(
     assert "error: no final snapshot" in third.out
     assert not answers(f"http://127.0.0.1:{api_port}/health")
     assert snapshot_ids(snapshot_file) == first_run | accepted
+
+    # no API key in any log (API, worker, moto, snapshots, the supervisor's notes) or on the console
+    # of any of the three starts, though both clients' keys were used (the first start's traffic
+    # sent the first key, this test's the second)
+    logs = sorted(path for path in (tmp_path / "logs").rglob("*") if path.is_file())
+    assert {"api.log", "worker.log", "moto.log"} <= {path.name for path in logs}
+    outputs = {"first start": done.stdout + done.stderr, "second start": second.out, "third start": third.out}
+    outputs |= {str(path): path.read_text(errors="replace") for path in logs}
+    assert "<a key of CART_API_KEYS>" in done.stdout  # the banner's example shows no key either
+    for name, key in keys.items():
+        assert not [where for where, text in outputs.items() if key in text], f"{name}'s API key was logged"
 
 
 def test_history_is_the_closed_hours_before_now_inside_the_hourly_partitions() -> None:
