@@ -18,7 +18,7 @@ from cart_aws.settings import AwsSettings
 from cart_lakehouse.definitions import ASSETS, CHECKS
 from cart_lakehouse.gold_project import GOLD_PROJECT
 from cart_lakehouse.partitions import Hour
-from cart_lakehouse.resources import AwsResource, CatalogResource, LakeResource, spark_config
+from cart_lakehouse.resources import AwsResource, CatalogResource, LakeResource, SilverRunnerResource, spark_config
 from cart_lakehouse.settings import LakeSettings
 
 HOURLY_GROUPS = ("bronze", "silver", "gold", "star", "marts")
@@ -33,6 +33,7 @@ def local_resources(settings: AwsSettings, lake_root: str, spark: LakeSettings |
         "lake": LakeResource(root=lake_root, aws_endpoint_url=endpoint, aws_region=region),
         "catalog": CatalogResource(database=settings.glue_database, aws_endpoint_url=endpoint, aws_region=region),
         "pyspark": LazyPySparkResource(spark_config=spark_config(spark_settings)),
+        "silver_runner": SilverRunnerResource(),  # in-process
         "dbt": DbtCliResource(project_dir=str(GOLD_PROJECT.project_dir)),
     }
 

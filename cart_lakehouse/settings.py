@@ -9,8 +9,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal, Self
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from cart_aws.settings import AwsSettings
 
@@ -66,6 +67,27 @@ class LakeSettings(AwsSettings):
         ),
     )
     dagster_ui_url: str = Field(default="http://127.0.0.1:3000", description="Dagster UI address used in links.")
+    silver_runner: Literal["in-process", "emr-serverless"] = Field(
+        default="in-process",
+        description=(
+            "Where silver's Spark job runs: in-process (the run's own Spark session) or emr-serverless "
+            "(a job run on EMR Serverless through Dagster Pipes; needs the CART_EMR_* settings)."
+        ),
+    )
+    emr_application_id: str | None = Field(default=None, description="EMR Serverless application that runs silver.")
+    emr_execution_role_arn: str | None = Field(
+        default=None, description="IAM role silver's EMR Serverless job runs as (reads bronze, writes silver)."
+    )
+    emr_entry_point: str | None = Field(
+        default=None,
+        description="S3 URI of cart_lakehouse/jobs/silver_entry.py, the script EMR Serverless runs with spark-submit.",
+    )
+    emr_logs_uri: str | None = Field(
+        default=None, description="S3 URI where EMR Serverless keeps the job's driver and executor logs."
+    )
+    emr_pipes_bucket: str | None = Field(
+        default=None, description="S3 bucket of the Pipes context and messages of EMR jobs (unset: CART_LAKE_BUCKET)."
+    )
 
     @field_validator("lake_root")
     @classmethod
@@ -73,6 +95,26 @@ class LakeSettings(AwsSettings):
         if "://" in value:
             return value.rstrip("/")
         return str(Path(value).expanduser().resolve())
+
+    @model_validator(mode="after")
+    def _emr_is_configured(self) -> Self:
+        if self.silver_runner != "emr-serverless":
+            return self
+        missing = [
+            f"CART_{name.upper()}"
+            for name in ("emr_application_id", "emr_execution_role_arn", "emr_entry_point", "emr_logs_uri")
+            if not getattr(self, name)
+        ]
+        if missing:
+            raise ValueError(f"CART_SILVER_RUNNER=emr-serverless needs {', '.join(missing)}")
+        not_s3 = [
+            f"CART_{name.upper()}"
+            for name in ("emr_entry_point", "emr_logs_uri")
+            if getattr(self, name) and not str(getattr(self, name)).startswith("s3://")
+        ]
+        if not_s3:
+            raise ValueError(f"{', '.join(not_s3)} must be s3:// URIs (EMR Serverless reads them from S3)")
+        return self
 
     @field_validator("partitions_start")
     @classmethod

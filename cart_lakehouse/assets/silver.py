@@ -3,6 +3,10 @@
 One multi-asset builds both tables from the same read of bronze (``jobs/silver.py`` does the work);
 a backfill of many hours is a single run and a single Spark job. Each run replaces exactly its
 hours' partitions under ``silver/purchases/`` and ``silver/purchases_quarantine/``.
+
+The Spark job runs where the ``silver_runner`` resource says (``CART_SILVER_RUNNER``): in the run's
+own Spark session, or as a job run on EMR Serverless through Dagster Pipes (``jobs/silver_entry.py``),
+which reports the counts back; the Glue registration and the metadata are the same either way.
 """
 
 from collections.abc import Iterator, Sequence
@@ -17,6 +21,7 @@ from dagster import (
     AssetKey,
     AssetSpec,
     BackfillPolicy,
+    Failure,
     MaterializeResult,
     MetadataValue,
     multi_asset,
@@ -32,12 +37,13 @@ from cart_lakehouse.jobs.silver import (
     SilverResult,
     build_silver,
 )
+from cart_lakehouse.jobs.silver_entry import result_from_counts, start_job_run_params
 from cart_lakehouse.lake import Lake
 from cart_lakehouse.layout import SILVER
 from cart_lakehouse.layout import SILVER_QUARANTINE as QUARANTINE
 from cart_lakehouse.metadata import column_schema, preview
-from cart_lakehouse.partitions import hourly_partitions, hours_between
-from cart_lakehouse.resources import CatalogResource, LakeResource
+from cart_lakehouse.partitions import Hour, hourly_partitions, hours_between
+from cart_lakehouse.resources import CatalogResource, LakeResource, SilverRunnerResource
 from cart_lakehouse.timings import Timings
 
 OWNER = "team:cart-platform"
@@ -81,15 +87,23 @@ PREVIEW_ROWS = 5
     backfill_policy=BackfillPolicy.single_run(),
 )
 def silver_purchases(
-    context: AssetExecutionContext, pyspark: LazyPySparkResource, lake: LakeResource, catalog: CatalogResource
+    context: AssetExecutionContext,
+    pyspark: LazyPySparkResource,
+    lake: LakeResource,
+    catalog: CatalogResource,
+    silver_runner: SilverRunnerResource,
 ) -> Iterator[MaterializeResult[None]]:
     window = context.partition_time_window
     hours = hours_between(window.start, window.end)
     the_lake = lake.lake()
     timings = Timings()
-    with timings.span("Spark session"):
-        spark = pyspark.spark_session
-    result = build_silver(spark, the_lake, hours, timings)
+    job_metadata: dict[str, Any] = {}
+    if silver_runner.runner == "emr-serverless" and hours:
+        result, job_metadata = run_on_emr_serverless(context, silver_runner, lake.root, the_lake, hours, timings)
+    else:
+        with timings.span("Spark session"):
+            spark = pyspark.spark_session
+        result = build_silver(spark, the_lake, hours, timings)
     context.log.info(
         f"silver {hours[0].key}..{hours[-1].key}: {reconciliation(result)}; revenue {result.revenue}"
         if hours
@@ -114,8 +128,44 @@ def silver_purchases(
     with timings.span("metadata and previews"):
         silver_meta = {**silver_metadata(the_lake, result), **glue_metadata(SILVER_TABLE)}
         quarantine_meta = {**quarantine_metadata(the_lake, result), **glue_metadata(QUARANTINE_TABLE)}
-    yield MaterializeResult(asset_key=SILVER_PURCHASES, metadata={**silver_meta, **timings.metadata()})
+    yield MaterializeResult(asset_key=SILVER_PURCHASES, metadata={**silver_meta, **job_metadata, **timings.metadata()})
     yield MaterializeResult(asset_key=SILVER_QUARANTINE, metadata=quarantine_meta)
+
+
+def run_on_emr_serverless(
+    context: AssetExecutionContext,
+    runner: SilverRunnerResource,
+    lake_root: str,
+    lake: Lake,
+    hours: Sequence[Hour],
+    timings: Timings,
+) -> tuple[SilverResult, dict[str, Any]]:
+    """Silver as an EMR Serverless job run (Pipes): its counts as the job reported them, and what
+    the job and the run add to the silver table's metadata (job run id, Spark master, executors)."""
+    settings = runner.settings()
+    with timings.span("EMR Serverless job run"):
+        invocation = runner.pipes_client().run(
+            context=context,
+            start_job_run_params=start_job_run_params(settings, lake_root, hours),
+        )
+    reported = {r.asset_key: r.metadata or {} for r in invocation.get_results() if isinstance(r, MaterializeResult)}
+    if SILVER_PURCHASES not in reported or "hours" not in reported[SILVER_PURCHASES]:
+        raise Failure(
+            "the EMR Serverless job ended without reporting silver/purchases' counts through Pipes; "
+            f"its driver's log is under {settings.emr_logs_uri}",
+            metadata=dict(invocation.metadata),
+        )
+    job = reported[SILVER_PURCHASES]
+    counts = job["hours"]
+    result = result_from_counts(_raw(counts), lake)
+    for name, seconds in _raw(job.get("job_timings", {})).items():
+        timings.add(f"job: {name}", float(seconds))
+    extra = {key: job[key] for key in ("spark_master", "executors") if key in job}
+    return result, {**extra, **invocation.metadata}
+
+
+def _raw(value: Any) -> Any:
+    return value.value if isinstance(value, MetadataValue) else value
 
 
 def reconciliation(result: SilverResult) -> str:

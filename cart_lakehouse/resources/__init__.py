@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from dagster import ConfigurableResource
+from dagster_aws.pipes import PipesEMRServerlessClient, PipesS3ContextInjector, PipesS3MessageReader
 from dagster_dbt import DbtCliResource
 from dagster_pyspark import LazyPySparkResource
 
 from cart_aws.aws import AwsClients
 from cart_lakehouse.catalog import GlueCatalog
 from cart_lakehouse.gold_project import project_dir
+from cart_lakehouse.jobs.spark import (
+    spark_config as spark_config,  # re-exported: tests and local.py build sessions with it
+)
 from cart_lakehouse.lake import Lake
 from cart_lakehouse.settings import LakeSettings, lake_settings
 
@@ -55,19 +59,77 @@ class LakeResource(ConfigurableResource):  # type: ignore[type-arg]
         return Lake.open(self.root, self.settings())
 
 
-def spark_config(settings: LakeSettings) -> dict[str, Any]:
-    """One Spark session per process (the resource creates it on first use, then reuses it)."""
-    return {
-        "spark.master": settings.spark_master,
-        "spark.app.name": "cart-lakehouse",
-        "spark.sql.session.timeZone": "UTC",
-        "spark.sql.shuffle.partitions": str(settings.spark_shuffle_partitions),
-        "spark.sql.sources.partitionOverwriteMode": "dynamic",
-        "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
-        "spark.ui.enabled": "false",
-        "spark.ui.showConsoleProgress": "false",
-        "spark.driver.memory": "2g",
-    }
+def emr_pipes_client(
+    settings: LakeSettings,
+    client_type: type[PipesEMRServerlessClient] = PipesEMRServerlessClient,
+    *,
+    poll_seconds: float = 10.0,
+) -> PipesEMRServerlessClient:
+    """dagster-aws's EMR Serverless Pipes client, with the Pipes context and messages in S3.
+
+    S3 rather than the client's default (context in a driverEnv conf, messages scraped from the
+    driver's CloudWatch log stream): the job already reads and writes S3, needs no CloudWatch
+    logging on the application, and its output comes back with the messages
+    (``include_stdio_in_messages``) into the step's compute log. dagster-aws logs a warning that
+    the S3 reader "is not supported" for EMR Serverless: it is about attaching CloudWatch log
+    readers; the S3 reader's own thread reads the messages.
+    """
+    clients = AwsClients(settings)
+    bucket = settings.emr_pipes_bucket or settings.lake_bucket
+    return client_type(
+        client=clients.client("emr-serverless"),
+        context_injector=PipesS3ContextInjector(bucket=bucket, client=clients.s3, key_prefix="pipes/"),
+        message_reader=PipesS3MessageReader(
+            bucket=bucket, client=clients.s3, interval=poll_seconds, include_stdio_in_messages=True
+        ),
+        poll_interval=poll_seconds,
+    )
+
+
+class SilverRunnerResource(ConfigurableResource):  # type: ignore[type-arg]
+    """Where silver's Spark job runs: ``in-process`` (the run's Spark session) or ``emr-serverless``
+    (a job run on EMR Serverless through Dagster Pipes, the job being ``jobs/silver_entry.py``)."""
+
+    runner: Literal["in-process", "emr-serverless"] = "in-process"
+    emr_application_id: str | None = None
+    emr_execution_role_arn: str | None = None
+    emr_entry_point: str | None = None
+    emr_logs_uri: str | None = None
+    emr_pipes_bucket: str | None = None
+    spark_shuffle_partitions: int = 4
+    aws_endpoint_url: str | None = None
+    aws_region: str = "us-east-1"
+
+    def settings(self) -> LakeSettings:
+        """The settings of the job run (validated: emr-serverless needs the EMR ones)."""
+        return LakeSettings(
+            silver_runner=self.runner,
+            emr_application_id=self.emr_application_id,
+            emr_execution_role_arn=self.emr_execution_role_arn,
+            emr_entry_point=self.emr_entry_point,
+            emr_logs_uri=self.emr_logs_uri,
+            emr_pipes_bucket=self.emr_pipes_bucket,
+            spark_shuffle_partitions=self.spark_shuffle_partitions,
+            aws_endpoint_url=self.aws_endpoint_url or "",
+            aws_region=self.aws_region,
+        )
+
+    def pipes_client(self) -> PipesEMRServerlessClient:
+        return emr_pipes_client(self.settings())
+
+    @classmethod
+    def from_settings(cls, settings: LakeSettings) -> SilverRunnerResource:
+        return cls(
+            runner=settings.silver_runner,
+            emr_application_id=settings.emr_application_id,
+            emr_execution_role_arn=settings.emr_execution_role_arn,
+            emr_entry_point=settings.emr_entry_point,
+            emr_logs_uri=settings.emr_logs_uri,
+            emr_pipes_bucket=settings.emr_pipes_bucket,
+            spark_shuffle_partitions=settings.spark_shuffle_partitions,
+            aws_endpoint_url=settings.aws_endpoint_url,
+            aws_region=settings.aws_region,
+        )
 
 
 def build_resources(settings: LakeSettings | None = None) -> dict[str, Any]:
@@ -80,5 +142,6 @@ def build_resources(settings: LakeSettings | None = None) -> dict[str, Any]:
             database=settings.glue_database, aws_endpoint_url=endpoint, aws_region=settings.aws_region
         ),
         "pyspark": LazyPySparkResource(spark_config=spark_config(settings)),
+        "silver_runner": SilverRunnerResource.from_settings(settings),
         "dbt": DbtCliResource(project_dir=str(project_dir())),
     }

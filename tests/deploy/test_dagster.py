@@ -200,3 +200,26 @@ def test_the_image_runs_as_a_user_with_java_and_serves_the_definitions_over_grpc
     assert (options["host"], options["port"]) == ("0.0.0.0", 4000)
     module = importlib.import_module(options["module_name"])  # the definitions the server loads
     assert isinstance(getattr(module, options["attribute"]), dagster.Definitions)
+
+
+# --- The EMR Serverless image of silver's job -------------------------------------------------------
+
+
+def test_the_emr_image_gives_the_job_the_python_its_run_names() -> None:
+    from cart_lakehouse.jobs.silver_entry import JOB_PYTHON
+
+    steps = instructions(REPO / "deploy" / "emr" / "Dockerfile")
+    runs = " ".join(args for keyword, args in steps if keyword == "RUN")
+    version = Path(JOB_PYTHON).name  # python3.11: what the run's PYSPARK_PYTHON names
+    assert f"dnf install -y {version}" in runs
+    assert f"{version} -m pip install" in runs
+    install = shlex.split(runs.split(f"{version} -m pip install", 1)[1].split("&&")[0])
+    assert install[install.index("-c") + 1] == "/tmp/job/constraints.txt"  # uv.lock's versions
+    assert "dagster-pipes" in install
+    assert not [p for p in install if p.split("==")[0] in ("dagster", "pyspark")]  # EMR's Spark; no Dagster
+    assert any(keyword == "FROM" and "public.ecr.aws/emr-serverless/spark/" in args for keyword, args in steps)
+    assert final_stage(steps)[-1] == ("USER", "hadoop:hadoop")  # EMR Serverless runs jobs as hadoop
+    copied = [shlex.split(args)[0] for keyword, args in steps if keyword == "COPY"]
+    assert copied == ["dist/constraints.txt", "dist/*.whl"]  # made by the commands in its header
+    for source in copied:
+        assert kept_by_dockerignore(source, REPO / "deploy" / "emr" / "Dockerfile.dockerignore")

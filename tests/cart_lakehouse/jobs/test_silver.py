@@ -1,13 +1,16 @@
 """Silver with real PySpark on temporary local lakes: types, deduplication, quarantine reasons,
-enrichment, idempotent reruns, empty hours, backfills, reconciliation, Dagster, and a local cluster."""
+enrichment, idempotent reruns, empty hours, backfills, reconciliation, Dagster, and the job run as
+EMR Serverless runs it (spark-submit of the entry point, Pipes through S3) on a local cluster."""
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -17,13 +20,16 @@ import pyarrow as arrow
 import pyarrow.parquet as pq
 import pytest
 from dagster import materialize
+from dagster_aws.pipes import PipesEMRServerlessClient
 from dagster_pyspark import LazyPySparkResource
 from pyspark.sql import SparkSession
 
 from cart_api.settings import Settings
+from cart_aws.aws import AwsClients
 from cart_dev.seed import stored_purchases
 from cart_lakehouse.assets.products import reference_products
-from cart_lakehouse.assets.silver import SILVER_PURCHASES, SILVER_QUARANTINE, silver_purchases
+from cart_lakehouse.assets.silver import SILVER_PURCHASES, SILVER_QUARANTINE, per_hour_table, silver_purchases
+from cart_lakehouse.checks.gates import QUALITY_GATES
 from cart_lakehouse.checks.schemas import type_mismatches, validate
 from cart_lakehouse.jobs.products import products_table, write_products
 from cart_lakehouse.jobs.silver import (
@@ -33,12 +39,19 @@ from cart_lakehouse.jobs.silver import (
     SilverResult,
     build_silver,
 )
+from cart_lakehouse.jobs.silver_entry import DRIVER_ENV
 from cart_lakehouse.lake import Lake
 from cart_lakehouse.layout import SILVER, bronze_file
 from cart_lakehouse.layout import SILVER_QUARANTINE as QUARANTINE
 from cart_lakehouse.partitions import Hour
-from cart_lakehouse.resources import CatalogResource, LakeResource, spark_config
-from tests.conftest import SPARK_SETTINGS
+from cart_lakehouse.resources import (
+    CatalogResource,
+    LakeResource,
+    SilverRunnerResource,
+    emr_pipes_client,
+    spark_config,
+)
+from tests.conftest import SHORT_LIVED_JVM, SPARK_SETTINGS
 
 HOUR = Hour(datetime(2026, 11, 25, 3, tzinfo=UTC))
 NEXT = Hour(HOUR.end)
@@ -46,6 +59,10 @@ LATER = Hour(NEXT.end)
 REPO = Path(__file__).resolve().parents[3]
 UUID_PATTERN = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 DROP = object()  # marks a field to remove from a purchase
+CLUSTER = "local-cluster[2,1,1024]"  # 2 workers, 1 core and 1024 MB each
+SILVER_GATES = [
+    c for c in QUALITY_GATES if {k.asset_key for k in c.check_keys} <= {SILVER_PURCHASES, SILVER_QUARANTINE}
+]
 
 
 @pytest.fixture
@@ -351,6 +368,7 @@ def test_the_dagster_assets_materialize_products_and_silver(
         "lake": LakeResource(root=lake.root),
         "pyspark": LazyPySparkResource(spark_config=spark_config(SPARK_SETTINGS)),
         "catalog": CatalogResource(database=settings.glue_database, aws_endpoint_url=settings.aws_endpoint_url),
+        "silver_runner": SilverRunnerResource(),  # in-process
     }
 
     result = materialize([reference_products, silver_purchases], partition_key=hour.key, resources=resources)
@@ -382,45 +400,152 @@ def test_the_dagster_assets_materialize_products_and_silver(
     assert all(seconds >= 0 for seconds in timings.values())
 
 
-@pytest.mark.e2e
-@pytest.mark.timeout(900)
-def test_the_same_job_runs_on_a_local_cluster(spark: SparkSession, lake: Lake, tmp_path: Path) -> None:
-    """Executors in separate JVMs (nothing shared with the driver but files) give the same silver."""
-    for hour, seed in ((HOUR, 14), (NEXT, 15)):
-        rows = purchases(hour, 40, seed=seed)
-        write_bronze(lake, hour, [*rows, rows[3], changed(rows[4], total_amount="1"), "{", changed(rows[5], x=1)])
-    cluster_lake = Lake.open(str(tmp_path / "cluster_lake"))
-    shutil.copytree(lake.root, cluster_lake.root)
+class LocalEMRServerless(PipesEMRServerlessClient):
+    """dagster-aws's EMR Serverless Pipes client whose job runs here: the job run is started on the
+    moto server (botocore checks the request against EMR Serverless's API), then run as EMR runs it,
+    from what the service stored: the entry point downloaded from S3, ``spark-submit`` with its
+    arguments and confs, each ``spark.emr-serverless.driverEnv.*`` conf as the driver's environment.
+    The master is a ``local-cluster`` (executors in separate JVMs) instead of EMR's workers."""
 
-    local = build_silver(spark, lake, [HOUR, NEXT])
+    def _wait_for_completion(self, context: Any, start_response: Any) -> Any:
+        job_run = self.client.get_job_run(
+            applicationId=start_response["applicationId"], jobRunId=start_response["jobRunId"]
+        )
+        run_job_as_emr_does(job_run["jobRun"]["jobDriver"]["sparkSubmit"], self.s3)
+        return super()._wait_for_completion(context, start_response)  # the moto server: SUCCESS
+
+    s3: Any = None
+
+
+def run_job_as_emr_does(submit: dict[str, Any], s3: Any) -> str:
+    bucket, _, key = submit["entryPoint"].removeprefix("s3://").partition("/")
+    workdir = Path(tempfile.mkdtemp(prefix="emr-job-"))
+    entry = workdir / Path(key).name
+    entry.write_bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    confs, env = [], {k: os.environ[k] for k in ("PATH", "HOME", "JAVA_HOME", "LANG", "TMPDIR") if k in os.environ}
+    words = shlex.split(submit.get("sparkSubmitParameters", ""))
+    for flag, value in zip(words[::2], words[1::2], strict=True):
+        assert flag == "--conf", words
+        name, _, setting = value.partition("=")
+        if name.startswith(DRIVER_ENV):
+            env[name.removeprefix(DRIVER_ENV)] = setting
+        else:
+            confs += ["--conf", value]
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
+    env["PYSPARK_PYTHON"] = env["PYSPARK_DRIVER_PYTHON"] = sys.executable  # EMR: the image's or the archive's
+    cluster = {
+        "spark.driver.memory": "1g",
+        "spark.executor.memory": "512m",  # must fit in a worker's 1024 MB
+        "spark.driver.extraJavaOptions": SHORT_LIVED_JVM,  # three JVMs (108 s -> 60 s of CPU measured)
+        "spark.executor.extraJavaOptions": SHORT_LIVED_JVM,
+        # the job starts once both executors have joined (what a poll of the executors did before)
+        "spark.cores.max": "2",
+        "spark.scheduler.minRegisteredResourcesRatio": "1.0",
+        "spark.scheduler.maxRegisteredResourcesWaitingTime": "300s",
+    }
+    command = [str(Path(sys.executable).parent / "spark-submit"), "--master", CLUSTER]
+    for name, value in cluster.items():
+        command += ["--conf", f"{name}={value}"]
     done = subprocess.run(
-        [sys.executable, "-m", "tests.cart_lakehouse.jobs.silver_on_cluster", cluster_lake.root, HOUR.key, NEXT.key],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        [*command, *confs, str(entry), *submit["entryPointArguments"]],
+        cwd=workdir,  # not the repository: the job sees only its environment's packages
+        env=env,
         capture_output=True,
         text=True,
         timeout=720,  # three JVMs on two shared cores: slow when the machine is busy
         check=False,
     )
+    shutil.rmtree(workdir, ignore_errors=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"spark-submit exited {done.returncode}:\n{done.stdout[-2000:]}{done.stderr[-4000:]}")
+    return done.stdout
 
-    assert done.returncode == 0, done.stderr[-3000:]
-    report = json.loads(done.stdout.strip().splitlines()[-1])
-    assert report["master"] == "local-cluster[2,1,1024]"
-    assert report["executors"] == 2
-    assert report["hours"] == {
-        h.hour.key: {
-            "bronze_rows": h.bronze_rows,
-            "silver_rows": h.silver_rows,
-            "quarantined": h.quarantined,
-            "duplicates_removed": h.duplicates_removed,
-            "revenue": str(h.revenue),
-            "reasons": dict(h.reasons),
-        }
-        for h in local.hours
+
+class LocalEMRRunner(SilverRunnerResource):
+    """The production runner resource (emr-serverless), its Pipes client running jobs here."""
+
+    def pipes_client(self) -> PipesEMRServerlessClient:
+        client = emr_pipes_client(self.settings(), LocalEMRServerless, poll_seconds=1.0)
+        assert isinstance(client, LocalEMRServerless)
+        client.s3 = AwsClients(self.settings()).s3
+        return client
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(900)
+def test_silver_runs_as_emr_serverless_runs_it_on_a_local_cluster(
+    spark: SparkSession, settings: Settings, aws: AwsClients, tmp_path: Path
+) -> None:
+    """The asset with the emr-serverless runner: the job run's request built, the entry point run
+    by spark-submit as EMR runs it (executors in separate JVMs, nothing shared with the driver but
+    files), its counts reported through Pipes in S3, then Glue and metadata as in-process. The same
+    silver as the in-process job, file for file."""
+    hour = Hour(datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3))
+    hours = [hour, Hour(hour.end)]
+    lake = Lake.open(str(tmp_path / "lake"))
+    write_products(lake, products_table())
+    for h, seed in zip(hours, (14, 15), strict=True):
+        rows = purchases(h, 40, seed=seed)
+        write_bronze(lake, h, [*rows, rows[3], changed(rows[4], total_amount="1"), "{", changed(rows[5], x=1)])
+    emr_lake = Lake.open(str(tmp_path / "emr_lake"))
+    shutil.copytree(lake.root, emr_lake.root)
+    local = build_silver(spark, lake, hours)  # the in-process path, for comparison
+
+    emr = aws.client("emr-serverless")
+    application = emr.create_application(name="cart-silver", releaseLabel="emr-7.9.0", type="SPARK")
+    entry_key = "jobs/silver_entry.py"  # uploaded as the README says
+    aws.s3.upload_file(str(REPO / "cart_lakehouse/jobs/silver_entry.py"), settings.lake_bucket, entry_key)
+    runner = LocalEMRRunner(
+        runner="emr-serverless",
+        emr_application_id=application["applicationId"],
+        emr_execution_role_arn=f"arn:aws:iam::{aws.account_id}:role/cart-silver-job",
+        emr_entry_point=f"s3://{settings.lake_bucket}/{entry_key}",
+        emr_logs_uri=f"s3://{settings.lake_bucket}/logs/emr/",
+        spark_shuffle_partitions=4,
+        aws_endpoint_url=settings.aws_endpoint_url,
+        aws_region=settings.aws_region,
+    )
+    resources = {
+        "lake": LakeResource(root=emr_lake.root, aws_endpoint_url=settings.aws_endpoint_url),
+        "pyspark": LazyPySparkResource(spark_config=spark_config(SPARK_SETTINGS)),  # not used: EMR runs Spark
+        "catalog": CatalogResource(database=settings.glue_database, aws_endpoint_url=settings.aws_endpoint_url),
+        "silver_runner": runner,
     }
-    for hour in (HOUR, NEXT):
+
+    result = materialize(
+        [silver_purchases, *SILVER_GATES],
+        resources=resources,
+        tags={"dagster/asset_partition_range_start": hours[0].key, "dagster/asset_partition_range_end": hours[1].key},
+    )
+
+    assert result.success
+    materialized = {m.asset_key: m.metadata for m in result.asset_materializations_for_node("silver_purchases")}
+    silver, quarantine = materialized[SILVER_PURCHASES], materialized[SILVER_QUARANTINE]
+    assert silver["spark_master"].value == CLUSTER
+    assert silver["executors"].value == 2
+    assert silver["per_hour"].value == per_hour_table(local.hours)  # the counts per hour, through Pipes
+    assert silver["dagster/row_count"].value == local.silver_rows
+    assert silver["reconciliation"].value == (
+        f"bronze {local.bronze_rows} = silver {local.silver_rows} + quarantined {local.quarantined} "
+        f"+ duplicates removed {local.duplicates_removed}"
+    )
+    assert silver["revenue_exact"].value == str(local.revenue)
+    assert silver["AWS EMR Serverless Application ID"].value == application["applicationId"]
+    assert silver["glue_partitions_added"].value == 2
+    assert {"EMR Serverless job run", "job: classify and count (read, parse, contract rules, dedupe)"} <= set(
+        silver["timings"].value
+    )
+    assert quarantine["dagster/row_count"].value == local.quarantined
+    assert quarantine["reasons"].value == dict(local.reasons.most_common())
+    checks = {(e.asset_key, e.check_name): e.passed for e in result.get_asset_check_evaluations()}
+    assert checks == {
+        (SILVER_PURCHASES, "contract"): True,
+        (SILVER_QUARANTINE, "contract"): True,
+        (SILVER_PURCHASES, "reconciles_with_bronze"): True,
+    }
+    for h in hours:
         for location in (SILVER, QUARANTINE):
-            a, b = read(lake, location, hour), read(cluster_lake, location, hour)
+            a, b = read(lake, location, h), read(emr_lake, location, h)
             assert a is not None
             assert b is not None
             assert a.equals(b)
