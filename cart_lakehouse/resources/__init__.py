@@ -102,34 +102,28 @@ class SilverRunnerResource(ConfigurableResource):  # type: ignore[type-arg]
 
     def settings(self) -> LakeSettings:
         """The settings of the job run (validated: emr-serverless needs the EMR ones)."""
-        return LakeSettings(
-            silver_runner=self.runner,
-            emr_application_id=self.emr_application_id,
-            emr_execution_role_arn=self.emr_execution_role_arn,
-            emr_entry_point=self.emr_entry_point,
-            emr_logs_uri=self.emr_logs_uri,
-            emr_pipes_bucket=self.emr_pipes_bucket,
-            spark_shuffle_partitions=self.spark_shuffle_partitions,
-            aws_endpoint_url=self.aws_endpoint_url or "",
-            aws_region=self.aws_region,
-        )
+        values = {name: getattr(self, name) for name in _RUNNER_SETTINGS}
+        return LakeSettings(silver_runner=self.runner, **{**values, "aws_endpoint_url": self.aws_endpoint_url or ""})
 
     def pipes_client(self) -> PipesEMRServerlessClient:
         return emr_pipes_client(self.settings())
 
     @classmethod
     def from_settings(cls, settings: LakeSettings) -> SilverRunnerResource:
-        return cls(
-            runner=settings.silver_runner,
-            emr_application_id=settings.emr_application_id,
-            emr_execution_role_arn=settings.emr_execution_role_arn,
-            emr_entry_point=settings.emr_entry_point,
-            emr_logs_uri=settings.emr_logs_uri,
-            emr_pipes_bucket=settings.emr_pipes_bucket,
-            spark_shuffle_partitions=settings.spark_shuffle_partitions,
-            aws_endpoint_url=settings.aws_endpoint_url,
-            aws_region=settings.aws_region,
-        )
+        return cls(runner=settings.silver_runner, **{name: getattr(settings, name) for name in _RUNNER_SETTINGS})
+
+
+# what the resource carries under the settings' own names (the runner is LakeSettings.silver_runner)
+_RUNNER_SETTINGS = (
+    "emr_application_id",
+    "emr_execution_role_arn",
+    "emr_entry_point",
+    "emr_logs_uri",
+    "emr_pipes_bucket",
+    "spark_shuffle_partitions",
+    "aws_endpoint_url",
+    "aws_region",
+)
 
 
 def build_resources(settings: LakeSettings | None = None) -> dict[str, Any]:
