@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from dagster import ConfigurableResource
-from dagster_aws.pipes import PipesEMRServerlessClient, PipesS3ContextInjector, PipesS3MessageReader
 from dagster_dbt import DbtCliResource
 from dagster_pyspark import LazyPySparkResource
 
@@ -17,6 +16,9 @@ from cart_lakehouse.jobs.spark import (
 )
 from cart_lakehouse.lake import Lake
 from cart_lakehouse.settings import LakeSettings, lake_settings
+
+if TYPE_CHECKING:  # dagster-aws takes about 3 s to import: only a run that goes to EMR pays it
+    from dagster_aws.pipes import PipesEMRServerlessClient
 
 
 class AwsResource(ConfigurableResource):  # type: ignore[type-arg]
@@ -61,7 +63,7 @@ class LakeResource(ConfigurableResource):  # type: ignore[type-arg]
 
 def emr_pipes_client(
     settings: LakeSettings,
-    client_type: type[PipesEMRServerlessClient] = PipesEMRServerlessClient,
+    client_type: type[PipesEMRServerlessClient] | None = None,
     *,
     poll_seconds: float = 10.0,
 ) -> PipesEMRServerlessClient:
@@ -74,9 +76,11 @@ def emr_pipes_client(
     the S3 reader "is not supported" for EMR Serverless: it is about attaching CloudWatch log
     readers; the S3 reader's own thread reads the messages.
     """
+    from dagster_aws.pipes import PipesEMRServerlessClient, PipesS3ContextInjector, PipesS3MessageReader
+
     clients = AwsClients(settings)
     bucket = settings.emr_pipes_bucket or settings.lake_bucket
-    return client_type(
+    return (client_type or PipesEMRServerlessClient)(
         client=clients.client("emr-serverless"),
         context_injector=PipesS3ContextInjector(bucket=bucket, client=clients.s3, key_prefix="pipes/"),
         message_reader=PipesS3MessageReader(

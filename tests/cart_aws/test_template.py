@@ -16,8 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cfnlint.api import ManualArgs, lint_file
-from moto.cloudformation.parsing import get_model_map
 
 from cart_api.settings import LOCAL_DEV_KEYS, Settings
 from cart_aws import template as template_module
@@ -59,15 +57,22 @@ def test_the_template_does_not_depend_on_this_machines_settings(monkeypatch: pyt
     assert "someone-elses-topic" not in render_yaml()
 
 
+def cfn_lint(path: Path) -> list[Any]:
+    """cfn-lint's findings on a template, informational ones included."""
+    from cfnlint.api import ManualArgs, lint_file  # 4.7 s to import: here, not in every worker's collection
+
+    return list(lint_file(path, config=ManualArgs(include_checks=["I"])))
+
+
 def test_cfn_lint_finds_no_error_warning_or_information() -> None:
-    assert lint_file(TEMPLATE_FILE, config=ManualArgs(include_checks=["I"])) == []
+    assert cfn_lint(TEMPLATE_FILE) == []
 
 
 def test_cfn_lint_does_report_what_is_wrong(tmp_path: Path) -> None:
     # the same linter call on a broken copy: proof that the empty answer above is a verdict
     broken = tmp_path / "template.yaml"
     broken.write_text(render_yaml().replace("Runtime: python3.11", "Runtime: python2.7"), encoding="utf-8")
-    rules = {m.rule.id for m in lint_file(broken, config=ManualArgs(include_checks=["I"]))}
+    rules = {m.rule.id for m in cfn_lint(broken)}
     assert rules, "cfn-lint found nothing in a template with a retired Lambda runtime"
 
 
@@ -362,6 +367,8 @@ def deployed(moto_server: MotoServer) -> Iterator[tuple[AwsClients, dict[str, An
 
 
 def test_moto_has_no_cloudformation_model_for_the_types_it_skips() -> None:
+    from moto.cloudformation.parsing import get_model_map  # 3.7 s to import: here, not at collection
+
     models = get_model_map()
     assert sorted(t for t in MOTO_SKIPS if t in models) == [], "moto supports it now: check it in the deploy test"
     assert sorted(t for t in set(_types(render(cart_stack(DEFAULTS)))) - MOTO_SKIPS if t not in models) == []
