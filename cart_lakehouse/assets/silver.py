@@ -148,20 +148,28 @@ def run_on_emr_serverless(
             context=context,
             start_job_run_params=start_job_run_params(settings, lake_root, hours),
         )
-    reported = {r.asset_key: r.metadata or {} for r in invocation.get_results() if isinstance(r, MaterializeResult)}
+    return reported_result(invocation.get_results(), dict(invocation.metadata), lake, settings.emr_logs_uri, timings)
+
+
+def reported_result(
+    results: Sequence[object], run_metadata: dict[str, Any], lake: Lake, logs_uri: str | None, timings: Timings
+) -> tuple[SilverResult, dict[str, Any]]:
+    """The silver result a job reported through Pipes (``jobs/silver_entry.py``), its timings added
+    to ``timings``, and what it adds to silver's metadata; a Failure naming the driver's logs when
+    the job reported no counts (it died before reporting, or is not silver's entry point)."""
+    reported = {r.asset_key: r.metadata or {} for r in results if isinstance(r, MaterializeResult)}
     if SILVER_PURCHASES not in reported or "hours" not in reported[SILVER_PURCHASES]:
         raise Failure(
             "the EMR Serverless job ended without reporting silver/purchases' counts through Pipes; "
-            f"its driver's log is under {settings.emr_logs_uri}",
-            metadata=dict(invocation.metadata),
+            f"its driver's log is under {logs_uri}",
+            metadata=run_metadata,
         )
     job = reported[SILVER_PURCHASES]
-    counts = job["hours"]
-    result = result_from_counts(_raw(counts), lake)
+    result = result_from_counts(_raw(job["hours"]), lake)
     for name, seconds in _raw(job.get("job_timings", {})).items():
         timings.add(f"job: {name}", float(seconds))
     extra = {key: job[key] for key in ("spark_master", "executors") if key in job}
-    return result, {**extra, **invocation.metadata}
+    return result, {**extra, **run_metadata}
 
 
 def _raw(value: Any) -> Any:

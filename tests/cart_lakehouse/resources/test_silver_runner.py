@@ -6,17 +6,9 @@ from pydantic import ValidationError
 
 from cart_lakehouse.resources import SilverRunnerResource
 from cart_lakehouse.settings import LakeSettings
+from tests.cart_lakehouse.jobs.test_silver_entry import EMR as EMR_RUN
 
-EMR = {
-    "silver_runner": "emr-serverless",
-    "emr_application_id": "00fabc123",
-    "emr_execution_role_arn": "arn:aws:iam::123456789012:role/cart-silver-job",
-    "emr_entry_point": "s3://cart-code/cart/silver_entry.py",
-    "emr_logs_uri": "s3://cart-lake-prod/logs/emr/",
-    "emr_pipes_bucket": "cart-pipes",
-    "spark_shuffle_partitions": 8,
-    "aws_region": "eu-west-1",
-}
+EMR = {**EMR_RUN, "emr_pipes_bucket": "cart-pipes", "spark_shuffle_partitions": 8, "aws_region": "eu-west-1"}
 
 
 @pytest.mark.parametrize("endpoint", ["", "http://127.0.0.1:5000"])
