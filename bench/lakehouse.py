@@ -2,7 +2,11 @@
 
 (a) One hour of N purchases (100k by default) from bronze to gold: the bronze read from DynamoDB
     (the moto server, paginated Query on the ingest-hour index) on its own row, then silver
-    (PySpark) and gold (dbt-duckdb) with their quality gates. Goal: silver + gold under 60 s.
+    (PySpark) and gold (dbt-duckdb) with their quality gates. Silver runs twice, side by side: on
+    a Spark Connect server that has built silver once before (``cart_dev.spark_server``, as
+    ``make run`` starts and warms it), then in the process's own Spark, whose JIT is cold as every
+    launched run's would be. Goal: silver + gold under 20 s (100k) or 90 s (1M), judged on the
+    Connect server, the local stack's default; gold runs once (no Spark in it).
     With ``--profile``, the same runs are broken down per step (each Dagster step, the spans each
     asset and check reports in its ``timings`` metadata, dbt's startup and each model and test,
     and Dagster's own overhead: the run's wall time minus its steps), and the Spark job's lazy
@@ -38,6 +42,7 @@ from cart_api.settings import Settings
 from cart_api.store import to_item
 from cart_aws.aws import AwsClients
 from cart_aws.provision import provision
+from cart_dev import spark_server
 from cart_dev.local_aws import MotoServer
 from cart_dev.seed import put_purchases, stored_purchases
 from cart_lakehouse.assets.bronze import merge_bronze_hour
@@ -46,7 +51,7 @@ from cart_lakehouse.lake import Lake
 from cart_lakehouse.layout import PRODUCTS_FILE, bronze_file
 from cart_lakehouse.local import HOURLY_GROUPS, local_resources, materialize_hours
 from cart_lakehouse.partitions import Hour
-from cart_lakehouse.resources import spark_config
+from cart_lakehouse.resources import SparkResource, spark_config
 from cart_lakehouse.settings import LakeSettings
 
 
@@ -192,7 +197,13 @@ def start_spark(bench: Bench) -> Row:
     return Row("-", "Spark session start (local[2], once per process)", 0, time.perf_counter() - start)
 
 
-def one_hour(bench: Bench, count: int, profile: list[Span] | None = None, direct: bool = False) -> list[Row]:
+OWN_SPARK = "the run's own Spark (a JVM per run: its start excluded, its cold JIT not)"
+CONNECT = "a warm Spark Connect server (as make run starts)"
+
+
+def one_hour(
+    bench: Bench, count: int, profile: list[Span] | None = None, direct: bool = False, warmup: int | None = 20_000
+) -> list[Row]:
     aws, resources = bench.fresh("one-hour")
     hour = Hour(datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3))
     timed_run(resources, ("reference",), None)
@@ -213,7 +224,18 @@ def one_hour(bench: Bench, count: int, profile: list[Span] | None = None, direct
         bench.seed(aws, [hour], count)
         say(f"(a) seeded in {time.perf_counter() - started:.0f} s; materializing bronze")
         bronze, bronze_run = profiled_run(resources, ("bronze",), [hour])
-    say("(a) silver")
+    connect: tuple[float, ExecuteInProcessResult, float] | None = None
+    if warmup is not None:
+        # first, while this process's Python is as cold as a launched run's: silver on a Spark
+        # Connect server that has already built silver once (make run's server warms itself so)
+        say(f"(a) starting a Spark Connect server and warming it up on {warmup} generated purchases")
+        with spark_server.serving(bench.spark_settings) as url, spark_server.connect_mode():
+            warm = spark_server.warm_up(url, warmup)
+            remote = bench.spark_settings.model_copy(update={"spark_remote": url})
+            say(f"(a) silver through the Spark Connect server (warmed up in {warm:.0f} s)")
+            connect_resources = {**resources, "pyspark": SparkResource(spark_config=spark_config(remote))}
+            connect = (*profiled_run(connect_resources, ("silver",), [hour]), warm)
+    say("(a) silver in this process's own Spark")
     silver, silver_run = profiled_run(resources, ("silver",), [hour])
     say("(a) gold")
     gold, gold_run = profiled_run(resources, ("gold", "star", "marts"), [hour])  # one dbt step builds all three
@@ -223,12 +245,21 @@ def one_hour(bench: Bench, count: int, profile: list[Span] | None = None, direct
         profile.extend(
             [
                 *(run_profile("bronze run", bronze, bronze_run) if bronze_run else []),
-                *run_profile("silver run", silver, silver_run),
+                *(run_profile("silver run, Spark Connect server", connect[0], connect[1]) if connect else []),
+                *run_profile("silver run, the process's own Spark", silver, silver_run),
                 *spark_stages(bench, lake, hour),
                 *run_profile("gold run", gold, gold_run),
             ]
         )
     size = sum(lake.size(f) for f in lake.files("bronze"))
+    goal = f"goal < {20 if count <= 100_000 else 90} s"
+    connect_rows = []
+    if connect is not None:
+        both = connect[0] + gold
+        connect_rows = [
+            Row("a", f"silver: {CONNECT}", count, connect[0], f"its warm-up took {connect[2]:.0f} s, before"),
+            Row("a", f"silver + gold: {CONNECT}", count, both, goal, f"{(silver + gold) / both:.1f}x faster"),
+        ]
     return [
         Row(
             "a",
@@ -237,9 +268,10 @@ def one_hour(bench: Bench, count: int, profile: list[Span] | None = None, direct
             bronze,
             f"{size / 1e6:.1f} MB of JSON",
         ),
-        Row("a", "silver: PySpark + contract and reconciliation checks", count, silver),
-        Row("a", "gold: dbt build (3 models and their tests) + checks", count, gold),
-        Row("a", "silver + gold", count, silver + gold, f"goal < {20 if count <= 100_000 else 90} s"),
+        *connect_rows,
+        Row("a", f"silver: {OWN_SPARK}", count, silver, "PySpark + contract and reconciliation checks"),
+        Row("a", "gold: dbt build (gold, star, marts; models and tests) + checks", count, gold),
+        Row("a", f"silver + gold: {OWN_SPARK}", count, silver + gold, goal if connect is None else ""),
     ]
 
 
@@ -279,12 +311,17 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def headline(rows: list[Row]) -> Row:
+    """The silver + gold row the goal is judged on: a warm Spark Connect server's when measured."""
+    return next(r for r in rows if r.step.startswith("silver + gold") and r.note.startswith("goal"))
+
+
 def goals(rows: list[Row]) -> list[tuple[str, bool, str]]:
-    both = next(r for r in rows if r.step == "silver + gold")
+    both = headline(rows)
     limit = 20 if both.purchases <= 100_000 else 90
     verdicts = [
         (
-            f"(a) one hour of {both.purchases} purchases through silver and gold < {limit} s",
+            f"(a) one hour of {both.purchases} purchases through silver and gold < {limit} s ({both.step[15:]})",
             both.seconds < limit,
             f"{both.seconds:.1f} s",
         )
@@ -310,18 +347,25 @@ def main(argv: list[str] | None = None) -> int:
         help="(a) writes bronze from the generated items instead of reading them back from DynamoDB",
     )
     parser.add_argument("--skip-backfill", action="store_true", help="run phase (a) only")
+    parser.add_argument(
+        "--no-connect", action="store_true", help="(a) without the Spark Connect server variant (the run's own only)"
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=20_000, help="generated purchases the Connect server warms up on (%(default)s)"
+    )
     parser.add_argument("--write", type=Path, help="also write the table into this markdown file")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     with MotoServer() as moto, tempfile.TemporaryDirectory(prefix="cart-bench-lake-") as lake_root:
         bench = Bench(moto, Path(lake_root), args.shuffle_partitions)
         profile: list[Span] | None = [] if args.profile else None
-        rows = [start_spark(bench), *one_hour(bench, args.purchases, profile, args.bronze_direct)]
+        warmup = None if args.no_connect else args.warmup
+        rows = [start_spark(bench), *one_hour(bench, args.purchases, profile, args.bronze_direct, warmup)]
         if not args.skip_backfill:
             rows.extend(backfill(bench, args.hours, args.per_hour))
         memory = peak_memory(bench)
     verdicts = "\n".join(f"- {'met' if ok else 'NOT met'}: {name} ({value})" for name, ok, value in goals(rows))
-    both = next(r for r in rows if r.step == "silver + gold").seconds
+    both = headline(rows).seconds
     profiled = f"\n\nWhere (a)'s time goes:\n\n{profile_table(profile, both)}" if profile else ""
     text = (
         f"{table(rows)}{profiled}\n\nGoals:\n{verdicts}\n\n"

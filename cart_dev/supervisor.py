@@ -41,7 +41,7 @@ from cart_aws.aws import AwsClients
 from cart_aws.provision import format_changes, provision
 from cart_aws.settings import AwsSettings
 from cart_dashboard.settings import DashboardSettings
-from cart_dev import snapshot
+from cart_dev import snapshot, spark_server
 from cart_dev.local_aws import MotoServer, answers, stop_process_group
 
 RESTART_WINDOW_SECONDS = 60.0
@@ -697,6 +697,52 @@ def start_fresh(state_dir: Path, lake_root: str) -> list[Path]:
     return removed
 
 
+@dataclass
+class SparkServer:
+    """The Spark Connect server Dagster's runs attach to: started here (a supervised child) or
+    found already serving on the port."""
+
+    url: str
+    port: int
+    child: Child | None = None
+
+    def wait_serving(self) -> None:
+        if self.child is not None:
+            spark_server.wait_until_serving(self.port, self.child.process)
+
+
+def start_spark(stack: DevStack, args: argparse.Namespace, env: dict[str, str]) -> SparkServer:
+    """Start the Spark Connect server (its JVM boots while the rest starts) and, once it serves,
+    warm it up on a thread; or reuse the server already on the port."""
+    url = spark_server.url_of(args.spark_port)
+    if spark_server.accepts(args.spark_port):
+        step(f"Spark: reusing the Spark Connect server already on {url}")
+        return SparkServer(url, args.spark_port)
+    step(f"Spark: starting a Spark Connect server on {url} (Dagster's runs attach to it: CART_SPARK_REMOTE)")
+    from cart_lakehouse.settings import LakeSettings
+
+    command = spark_server.server_command(LakeSettings(), args.spark_port, stack.state_dir / "spark")
+    server = SparkServer(url, args.spark_port, stack.spawn("spark", command, spark_server.server_env(env)))
+    if args.spark_warmup:
+        threading.Thread(target=warm_spark, args=(server, args.spark_warmup, stack.logs), daemon=True).start()
+    return server
+
+
+def warm_spark(server: SparkServer, purchases: int, logs: Path) -> None:
+    """Wait for the server, then build silver once on generated purchases (logged to spark.log)."""
+    log = logs / "spark.log"
+    try:
+        server.wait_serving()
+        seconds = spark_server.warm_up(server.url, purchases)
+        note(log, f"warm-up: silver built from {purchases} generated purchases in {seconds:.1f} s")
+    except Exception as exc:  # noqa: BLE001 - a convenience: the runs work on a cold server too
+        note(log, f"warm-up failed (the server still serves, cold): {exc!r}")
+
+
+def spark_env(spark: SparkServer | None) -> dict[str, str]:
+    return {"CART_SPARK_REMOTE": spark.url} if spark else {}
+
+
 def run(args: argparse.Namespace) -> int:
     stack = DevStack(Path(args.state_dir), args.api_port, args.aws_port)
     endpoint = f"http://127.0.0.1:{args.aws_port}"
@@ -747,6 +793,8 @@ def run(args: argparse.Namespace) -> int:
             aws, snapshot.Targets.of(settings), snapshot_path, args.snapshot_interval, stack.logs / "snapshots.log"
         )
         snapshots.start()
+
+        spark = start_spark(stack, args, env) if args.dagster_port and args.spark_port else None
 
         step(f"API: starting uvicorn on http://127.0.0.1:{args.api_port}")
         api = stack.spawn(
@@ -835,10 +883,12 @@ def run(args: argparse.Namespace) -> int:
                     "-p",
                     str(args.dagster_port),
                 ],
-                {**env, "DAGSTER_HOME": str(home), "CART_DAGSTER_UI_URL": dagster_url},
+                {**env, "DAGSTER_HOME": str(home), "CART_DAGSTER_UI_URL": dagster_url, **spark_env(spark)},
             )
             wait_until(lambda: answers(f"{dagster_url}/server_info"), 300, "Dagster UI", dagster)
             wait_until(lambda: code_location_loaded(dagster_url), 180, "Dagster definitions", dagster)
+            if spark is not None:
+                spark.wait_serving()
             if args.history_hours:
                 try:
                     runs, finish_lakehouse = bootstrap_lakehouse(args, aws, table, dagster_url, dagster)
@@ -861,7 +911,17 @@ def run(args: argparse.Namespace) -> int:
             wait_until(lambda: answers(f"{dashboard_url}/healthz"), 60, "Dashboard", dashboard)
         backlog = Backlog(aws, settings)
         shown_key = api_key if api_key in LOCAL_DEV_KEYS.values() else None
-        print_banner(api_url, endpoint, stack, dagster_url, runs, backlog.describe(), dashboard_url, shown_key)
+        print_banner(
+            api_url,
+            endpoint,
+            stack,
+            dagster_url,
+            runs,
+            backlog.describe(),
+            dashboard_url,
+            shown_key,
+            spark.url if spark else None,
+        )
         if not args.once:
             code = supervise(stack, args.max_restarts, backlog=backlog)
     except KeyboardInterrupt:
@@ -930,6 +990,7 @@ def print_banner(
     queues: str | None = None,
     dashboard_url: str | None = None,
     api_key: str | None = LOCAL_DEV_KEYS["local"],
+    spark_url: str | None = None,
 ) -> None:
     """Where everything is; ``api_key`` is shown in the examples only if it is public (the local
     development key), else a placeholder stands for a key of CART_API_KEYS."""
@@ -951,13 +1012,14 @@ def print_banner(
         "(uv run cart-drop upload); KPIs in <lake>/kpis/ (Delta) and DynamoDB cart-category-kpis, cart-order-kpis\n"
     )
     queue_line = f"  Queue                 {queues}   (a status line follows if it backs up)\n" if queues else ""
+    spark_line = f"  Spark (Connect)       {spark_url}   (silver's runs attach to it)\n" if spark_url else ""
     print(
         f"""
 Cart lakehouse is running:
 {dashboard_line}{dagster_line}  API (OpenAPI docs)    {api_url}/docs
   API readiness         {api_url}/ready
   Local AWS (moto)      {endpoint}   dashboard: {endpoint}/moto-api/
-{queue_line}{kpi_line}  Logs                  {stack.logs}/ (api.log, worker.log, moto.log, dagster.log, dashboard.log)
+{spark_line}{queue_line}{kpi_line}  Logs                  {stack.logs}/{{api,worker,moto,dagster,spark,dashboard}}.log
 
 Send a purchase:
   curl -s -X POST http://{host}/purchases -H 'X-API-Key: {key}' \\
@@ -1003,6 +1065,24 @@ def main(argv: list[str] | None = None) -> int:
         type=non_negative,
         default=DashboardSettings().dashboard_port,
         help="dashboard port (default CART_DASHBOARD_PORT, else 8050; 0: do not start the dashboard)",
+    )
+    parser.add_argument(
+        "--spark-port",
+        type=non_negative,
+        default=spark_server.DEFAULT_PORT,
+        help=(
+            f"port of the Spark Connect server that Dagster's runs attach to (default {spark_server.DEFAULT_PORT}; "
+            "0: no server, each run starts its own Spark); reused if one already serves there"
+        ),
+    )
+    parser.add_argument(
+        "--spark-warmup",
+        type=non_negative,
+        default=20_000,
+        help=(
+            "generated purchases the Spark server builds silver from once, in the background, so the first "
+            "real hour meets a warm JIT (default 20000; 0: no warm-up)"
+        ),
     )
     parser.add_argument("--traffic", type=int, default=200, help="purchases to seed (0: none; default 200)")
     parser.add_argument("--invalid-share", type=float, default=0.05, help="share of invalid seed requests")

@@ -12,13 +12,19 @@ from typing import Any
 
 from dagster import AssetCheckSeverity, AssetSelection, ExecuteInProcessResult, materialize
 from dagster_dbt import DbtCliResource
-from dagster_pyspark import LazyPySparkResource
 
 from cart_aws.settings import AwsSettings
 from cart_lakehouse.definitions import ASSETS, CHECKS
 from cart_lakehouse.gold_project import GOLD_PROJECT
 from cart_lakehouse.partitions import Hour
-from cart_lakehouse.resources import AwsResource, CatalogResource, LakeResource, SilverRunnerResource, spark_config
+from cart_lakehouse.resources import (
+    AwsResource,
+    CatalogResource,
+    LakeResource,
+    SilverRunnerResource,
+    SparkResource,
+    spark_config,
+)
 from cart_lakehouse.settings import LakeSettings
 
 HOURLY_GROUPS = ("bronze", "silver", "gold", "star", "marts")
@@ -32,7 +38,7 @@ def local_resources(settings: AwsSettings, lake_root: str, spark: LakeSettings |
         "aws": AwsResource(aws_endpoint_url=endpoint, aws_region=region),
         "lake": LakeResource(root=lake_root, aws_endpoint_url=endpoint, aws_region=region),
         "catalog": CatalogResource(database=settings.glue_database, aws_endpoint_url=endpoint, aws_region=region),
-        "pyspark": LazyPySparkResource(spark_config=spark_config(spark_settings)),
+        "pyspark": SparkResource(spark_config=spark_config(spark_settings)),
         "silver_runner": SilverRunnerResource(),  # in-process
         "dbt": DbtCliResource(project_dir=str(GOLD_PROJECT.project_dir)),
     }

@@ -35,6 +35,15 @@ class LakeSettings(AwsSettings):
     )
     spark_master: str = Field(default="local[2]", description="Spark master (local[2], local-cluster[...], yarn...).")
     spark_shuffle_partitions: int = Field(default=4, ge=1, description="spark.sql.shuffle.partitions for silver.")
+    spark_remote: str = Field(
+        default="",
+        pattern=r"^(sc://\S+)?$",
+        description=(
+            "Spark Connect URL (sc://host:port) of a long-lived Spark server that silver's runs attach to, "
+            "so that no run pays a JVM's start and warm-up (make run starts one); empty: each run starts "
+            "its own Spark (spark_master) in its process."
+        ),
+    )
     dbt_project_dir: str = Field(default="dbt_project", description="The dbt project building gold.")
     hour_closed_grace_seconds: float = Field(
         default=60.0,

@@ -104,6 +104,10 @@ def silver_purchases(
         with timings.span("Spark session"):
             spark = pyspark.spark_session
         result = build_silver(spark, the_lake, hours, timings)
+        # where the job ran: a Spark Connect server's URL, or the master of the run's own Spark
+        job_metadata = {
+            "spark_master": pyspark.spark_config.get("spark.remote", pyspark.spark_config.get("spark.master"))
+        }
     context.log.info(
         f"silver {hours[0].key}..{hours[-1].key}: {reconciliation(result)}; revenue {result.revenue}"
         if hours

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any, Literal
 
 from dagster import ConfigurableResource
@@ -19,6 +20,29 @@ from cart_lakehouse.settings import LakeSettings, lake_settings
 
 if TYPE_CHECKING:  # dagster-aws takes about 3 s to import: only a run that goes to EMR pays it
     from dagster_aws.pipes import PipesEMRServerlessClient
+
+
+class SparkResource(LazyPySparkResource):
+    """Dagster's lazy PySpark resource, which can also attach to a Spark Connect server.
+
+    With ``spark.remote`` in ``spark_config`` (``CART_SPARK_REMOTE``), the session is a Spark
+    Connect client of that long-lived server, with its own server-side session; otherwise, as
+    ``LazyPySparkResource``, a Spark of the process's own. The Connect session is built with
+    Connect's own builder: the classic one refuses a Connect session in a process that already
+    holds a local one (a benchmark comparing both), and this process starts no JVM for it.
+    """
+
+    def _init_session(self) -> None:
+        if self._spark_session is None and "spark.remote" in self.spark_config:
+            from pyspark.sql.connect.session import SparkSession as ConnectSession
+
+            # as pyspark's own builder does: pyspark.sql.functions builds Connect columns only then
+            os.environ["SPARK_CONNECT_MODE_ENABLED"] = "1"
+            builder = ConnectSession.builder
+            for key, value in self.spark_config.items():
+                builder = builder.config(key, value)
+            self._spark_session = builder.getOrCreate()  # type: ignore[assignment]  # declared None upstream
+        super()._init_session()
 
 
 class AwsResource(ConfigurableResource):  # type: ignore[type-arg]
@@ -139,7 +163,7 @@ def build_resources(settings: LakeSettings | None = None) -> dict[str, Any]:
         "catalog": CatalogResource(
             database=settings.glue_database, aws_endpoint_url=endpoint, aws_region=settings.aws_region
         ),
-        "pyspark": LazyPySparkResource(spark_config=spark_config(settings)),
+        "pyspark": SparkResource(spark_config=spark_config(settings)),
         "silver_runner": SilverRunnerResource.from_settings(settings),
         "dbt": DbtCliResource(project_dir=str(project_dir())),
     }

@@ -128,7 +128,7 @@ def snapshot_ids(path: Path) -> set[str]:
 def test_run_command_brings_the_stack_up_bootstraps_the_lakehouse_and_the_file_drop_and_stops_with_a_snapshot(
     tmp_path: Path,
 ) -> None:
-    api_port, aws_port, dagster_port, dashboard_port = free_port(), free_port(), free_port(), free_port()
+    api_port, aws_port, dagster_port, dashboard_port, spark_port = (free_port() for _ in range(5))
     lake = tmp_path / "lake"
     # the JVM of the hourly run's Spark session lives a minute: see SHORT_LIVED_JVM
     env = {**os.environ, "CART_LAKE_ROOT": str(lake), "JAVA_TOOL_OPTIONS": SHORT_LIVED_JVM}
@@ -150,6 +150,10 @@ def test_run_command_brings_the_stack_up_bootstraps_the_lakehouse_and_the_file_d
             str(dagster_port),
             "--dashboard-port",
             str(dashboard_port),
+            "--spark-port",
+            str(spark_port),
+            "--spark-warmup",
+            "0",  # the hours' run is the server's first job: a warm-up would only add to the test's time
             "--state-dir",
             str(tmp_path),
             "--history-hours",
@@ -207,6 +211,10 @@ def test_run_command_brings_the_stack_up_bootstraps_the_lakehouse_and_the_file_d
     assert category_rows > order_rows
     assert (category_items, order_items) == (category_rows, order_rows)
     assert (lake / "kpis" / "order_kpis" / "_delta_log").is_dir()
+
+    # silver's Spark ran in the stack's Spark Connect server, not in a JVM of the run's own
+    assert f"Spark (Connect)       sc://127.0.0.1:{spark_port}" in out
+    assert "ExecuteHolder ExecuteKey(" in (tmp_path / "logs" / "spark.log").read_text()  # executions it served
 
     assert "Dagster: run queue: at most 1 run at a time" in out
     assert (tmp_path / "dagster" / "dagster.yaml").exists()

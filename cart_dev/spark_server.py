@@ -1,0 +1,178 @@
+"""A long-lived Spark Connect server for the local stack, so that no Dagster run pays a JVM.
+
+Every launched Dagster run is a new process. With a Spark of its own (the default without a
+server), each run starts a JVM (10-15 s here) and runs silver's contract rules on a cold JIT,
+2-3x slower than the same job in a JVM that has run it before (``docs/benchmarks.md``). A Spark
+Connect server keeps one JVM: runs attach to it as clients (``CART_SPARK_REMOTE``), each with its
+own server-side session, so the start is paid once and the JIT stays warm across hours.
+
+``cart-dev`` (``make run``) starts one with ``spark-submit`` from the installed pyspark, in its own
+process group, on loopback only, with the same JVM settings an in-process session gets
+(``cart_lakehouse.jobs.spark.local_config``), and ``warm_up`` runs silver once on generated
+purchases so that the first real hour is not the one that warms the JIT.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import cast
+
+import pyspark
+
+from cart_dev.local_aws import free_port, stop_process_group
+from cart_lakehouse.jobs.spark import SESSION_KEYS, SUBMIT_ONLY, local_config
+from cart_lakehouse.settings import LakeSettings
+
+SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
+DEFAULT_PORT = 15002  # Spark Connect's own default
+# WARN for Spark, INFO for the Connect service: its log then says which sessions it served
+LOG4J2 = """\
+rootLogger.level = warn
+rootLogger.appenderRef.stdout.ref = console
+appender.console.type = Console
+appender.console.name = console
+appender.console.target = SYSTEM_ERR
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = %d{yy/MM/dd HH:mm:ss} %p %c{1}: %m%n%ex
+logger.connect.name = org.apache.spark.sql.connect.service
+logger.connect.level = info
+"""
+
+
+def spark_home() -> Path:
+    return Path(pyspark.__file__).parent
+
+
+def url_of(port: int, host: str = "127.0.0.1") -> str:
+    return f"sc://{host}:{port}"
+
+
+def accepts(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
+    """True when something accepts connections on the port (the server binds it once it serves)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def server_command(settings: LakeSettings, port: int, config_dir: Path) -> list[str]:
+    """``spark-submit`` of the Connect server: the master, driver memory and every other setting of
+    ``local_config`` (the JVM's and the sessions' defaults), bound to loopback on ``port``."""
+    config = local_config(settings)
+    log4j = config_dir / "log4j2.properties"
+    config_dir.mkdir(parents=True, exist_ok=True)
+    log4j.write_text(LOG4J2)
+    confs = {k: v for k, v in config.items() if k not in SUBMIT_ONLY}
+    confs |= {"spark.connect.grpc.binding.address": "127.0.0.1", "spark.connect.grpc.binding.port": str(port)}
+    return [
+        str(spark_home() / "bin" / "spark-submit"),
+        "--class",
+        SERVER_CLASS,
+        "--master",
+        config["spark.master"],
+        "--driver-memory",
+        config["spark.driver.memory"],
+        "--driver-java-options",
+        f"-Dlog4j2.configurationFile={log4j}",
+        *[arg for key, value in confs.items() for arg in ("--conf", f"{key}={value}")],
+        "spark-internal",  # no application jar: the server's class is on Spark's own classpath
+    ]
+
+
+def server_env(base: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ if base is None else base)
+    env["SPARK_HOME"] = str(spark_home())
+    env.pop("SPARK_REMOTE", None)
+    return env
+
+
+def wait_until_serving(port: int, process: subprocess.Popen[bytes], timeout: float = 120.0) -> None:
+    """Block until the server accepts connections; a clear error if it exits or takes too long."""
+    deadline = time.monotonic() + timeout
+    while not accepts(port):
+        if process.poll() is not None:
+            raise RuntimeError(f"the Spark Connect server exited ({process.returncode}) before serving on port {port}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the Spark Connect server did not serve on port {port} within {timeout:.0f} s")
+        time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def connect_mode() -> Iterator[None]:
+    """pyspark's functions build Spark Connect columns while this lasts (pyspark decides by the
+    environment, as its own builder sets it); restored after, for a process that also holds a local
+    session (a benchmark comparing both)."""
+    before = os.environ.get("SPARK_CONNECT_MODE_ENABLED")
+    os.environ["SPARK_CONNECT_MODE_ENABLED"] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("SPARK_CONNECT_MODE_ENABLED", None)
+        else:
+            os.environ["SPARK_CONNECT_MODE_ENABLED"] = before
+
+
+def warm_up(url: str, purchases: int = 50_000, seed: int = 1) -> float:
+    """Build silver once through the server on ``purchases`` generated purchases in a throwaway
+    lake, so the server's JIT has compiled the contract's rules before the first real hour.
+    Returns the seconds it took. The session it used is closed; the lake is deleted."""
+    from pyspark.sql import SparkSession
+    from pyspark.sql.connect.session import SparkSession as ConnectSession
+
+    from cart_api.models import Purchase
+    from cart_api.store import to_json
+    from cart_dev.seed import stored_purchases
+    from cart_lakehouse.hours import Hour
+    from cart_lakehouse.jobs.products import products_table, write_products
+    from cart_lakehouse.jobs.silver import build_silver
+    from cart_lakehouse.lake import Lake
+    from cart_lakehouse.layout import bronze_file
+
+    started = time.perf_counter()
+    hour = Hour(datetime(2025, 1, 1, tzinfo=UTC) + timedelta(hours=seed % 24))  # any past hour
+    rows = (Purchase.model_validate(p).model_dump() for p in stored_purchases(hour.start, purchases, seed=seed))
+    with tempfile.TemporaryDirectory(prefix="cart-spark-warm-up-") as root:
+        lake = Lake.open(root)
+        lake.write_bytes(bronze_file(hour), "".join(f"{to_json(r)}\n" for r in rows).encode())
+        write_products(lake, products_table())
+        builder = ConnectSession.builder.remote(url)
+        for key in SESSION_KEYS:
+            builder = builder.config(key, local_config(LakeSettings())[key])
+        with connect_mode():
+            session = builder.create()  # a session of its own: never the caller's
+            try:
+                build_silver(cast(SparkSession, session), lake, [hour])  # the same DataFrame API over Connect
+            finally:
+                session.stop()
+    return time.perf_counter() - started
+
+
+@contextlib.contextmanager
+def serving(settings: LakeSettings, port: int | None = None, log_path: Path | None = None) -> Iterator[str]:
+    """A Spark Connect server for the duration of the block (its own process group, stopped after);
+    yields its URL. For benchmarks and tests; ``cart-dev`` supervises its own."""
+    port = port or free_port()
+    with tempfile.TemporaryDirectory(prefix="cart-spark-server-") as config_dir:
+        command = server_command(settings, port, Path(config_dir))
+        log = open(log_path or os.devnull, "ab")  # noqa: SIM115 - closed below, after the process
+        try:
+            process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, env=server_env(), start_new_session=True
+            )
+            try:
+                wait_until_serving(port, process)
+                yield url_of(port)
+            finally:
+                stop_process_group(process)
+        finally:
+            log.close()
