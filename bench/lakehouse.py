@@ -229,7 +229,8 @@ def one_hour(
         # first, while this process's Python is as cold as a launched run's: silver on a Spark
         # Connect server that has already built silver once (make run's server warms itself so)
         say(f"(a) starting a Spark Connect server and warming it up on {warmup} generated purchases")
-        with spark_server.serving(bench.spark_settings) as url, spark_server.connect_mode():
+        with spark_server.serving(bench.spark_settings) as server, spark_server.connect_mode():
+            url = f"{server}/;session_id={spark_server.new_session_id()}"
             warm = spark_server.warm_up(url, warmup)
             remote = bench.spark_settings.model_copy(update={"spark_remote": url})
             say(f"(a) silver through the Spark Connect server (warmed up in {warm:.0f} s)")

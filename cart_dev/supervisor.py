@@ -714,7 +714,7 @@ class SparkServer:
 def start_spark(stack: DevStack, args: argparse.Namespace, env: dict[str, str]) -> SparkServer:
     """Start the Spark Connect server (its JVM boots while the rest starts) and, once it serves,
     warm it up on a thread; or reuse the server already on the port."""
-    url = spark_server.url_of(args.spark_port)
+    url = spark_server.url_of(args.spark_port, spark_server.new_session_id())
     if spark_server.accepts(args.spark_port):
         step(f"Spark: reusing the Spark Connect server already on {url}")
         return SparkServer(url, args.spark_port)
