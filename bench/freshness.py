@@ -233,9 +233,8 @@ def run_bench(args: argparse.Namespace, workdir: Path) -> tuple[list[Row], list[
         materialize_hours(local_resources(settings, str(lake_root)), None, ("reference",))
         spark_env = {}
         if args.spark_warmup is not None:  # as make run: a Spark Connect server the run attaches to
-            server = exits.enter_context(spark_server.serving(LakeSettings()))
-            url = f"{server}/;session_id={spark_server.new_session_id()}"
-            say(f"Spark Connect server on {server}: warming it up on {args.spark_warmup} generated purchases")
+            url = exits.enter_context(spark_server.serving(LakeSettings()))
+            say(f"Spark Connect server on {url}: warming it up on {args.spark_warmup} generated purchases")
             say(f"warmed up in {spark_server.warm_up(url, args.spark_warmup):.0f} s")
             spark_env = {"CART_SPARK_REMOTE": url}
 

@@ -36,7 +36,7 @@ from typing import cast
 import pyspark
 
 from cart_dev.local_aws import free_port, stop_process_group
-from cart_lakehouse.jobs.spark import SESSION_KEYS, SUBMIT_ONLY, local_config
+from cart_lakehouse.jobs.spark import SUBMIT_ONLY, local_config, spark_config
 from cart_lakehouse.settings import LakeSettings
 
 SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
@@ -165,9 +165,7 @@ def warm_up(url: str, purchases: int = 20_000, seed: int = 1) -> float:
         lake = Lake.open(root)
         lake.write_bytes(bronze_file(hour), "".join(f"{to_json(r)}\n" for r in rows).encode())
         write_products(lake, products_table())
-        builder = ConnectSession.builder.remote(url)
-        for key in SESSION_KEYS:
-            builder = builder.config(key, local_config(LakeSettings())[key])
+        builder = ConnectSession.builder.config(map=spark_config(LakeSettings(spark_remote=url)))
         with connect_mode():
             session = builder.create()
             try:
@@ -181,7 +179,8 @@ def warm_up(url: str, purchases: int = 20_000, seed: int = 1) -> float:
 @contextlib.contextmanager
 def serving(settings: LakeSettings, port: int | None = None, log_path: Path | None = None) -> Iterator[str]:
     """A Spark Connect server for the duration of the block (its own process group, stopped after);
-    yields its URL. For benchmarks and tests; ``cart-dev`` supervises its own."""
+    yields its URL with a new shared session id, as ``cart-dev`` gives its runs. For benchmarks;
+    ``cart-dev`` supervises its own."""
     port = port or free_port()
     with tempfile.TemporaryDirectory(prefix="cart-spark-server-") as config_dir:
         command = server_command(settings, port, Path(config_dir))
@@ -192,7 +191,7 @@ def serving(settings: LakeSettings, port: int | None = None, log_path: Path | No
             )
             try:
                 wait_until_serving(port, process)
-                yield url_of(port)
+                yield url_of(port, new_session_id())
             finally:
                 stop_process_group(process)
         finally:

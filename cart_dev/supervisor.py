@@ -43,6 +43,7 @@ from cart_aws.settings import AwsSettings
 from cart_dashboard.settings import DashboardSettings
 from cart_dev import snapshot, spark_server
 from cart_dev.local_aws import MotoServer, answers, stop_process_group
+from cart_lakehouse.settings import LakeSettings
 
 RESTART_WINDOW_SECONDS = 60.0
 MAX_BACKOFF_SECONDS = 30.0
@@ -705,10 +706,18 @@ class SparkServer:
     url: str
     port: int
     child: Child | None = None
+    warming: threading.Thread | None = None
 
     def wait_serving(self) -> None:
         if self.child is not None:
             spark_server.wait_until_serving(self.port, self.child.process)
+
+    def wait_ready(self, timeout: float = 300.0) -> None:
+        """Serving and, if it warms up, warmed up: the runs then meet a warm JIT, and do not share
+        two cores with the warm-up (it overlaps Dagster's start, so this seldom waits long)."""
+        self.wait_serving()
+        if self.warming is not None:
+            self.warming.join(timeout)
 
 
 def start_spark(stack: DevStack, args: argparse.Namespace, env: dict[str, str]) -> SparkServer:
@@ -719,12 +728,11 @@ def start_spark(stack: DevStack, args: argparse.Namespace, env: dict[str, str]) 
         step(f"Spark: reusing the Spark Connect server already on {url}")
         return SparkServer(url, args.spark_port)
     step(f"Spark: starting a Spark Connect server on {url} (Dagster's runs attach to it: CART_SPARK_REMOTE)")
-    from cart_lakehouse.settings import LakeSettings
-
     command = spark_server.server_command(LakeSettings(), args.spark_port, stack.state_dir / "spark")
     server = SparkServer(url, args.spark_port, stack.spawn("spark", command, spark_server.server_env(env)))
     if args.spark_warmup:
-        threading.Thread(target=warm_spark, args=(server, args.spark_warmup, stack.logs), daemon=True).start()
+        server.warming = threading.Thread(target=warm_spark, args=(server, args.spark_warmup, stack.logs), daemon=True)
+        server.warming.start()
     return server
 
 
@@ -888,7 +896,7 @@ def run(args: argparse.Namespace) -> int:
             wait_until(lambda: answers(f"{dagster_url}/server_info"), 300, "Dagster UI", dagster)
             wait_until(lambda: code_location_loaded(dagster_url), 180, "Dagster definitions", dagster)
             if spark is not None:
-                spark.wait_serving()
+                spark.wait_ready()
             if args.history_hours:
                 try:
                     runs, finish_lakehouse = bootstrap_lakehouse(args, aws, table, dagster_url, dagster)

@@ -153,7 +153,7 @@ def test_run_command_brings_the_stack_up_bootstraps_the_lakehouse_and_the_file_d
             "--spark-port",
             str(spark_port),
             "--spark-warmup",
-            "0",  # the hours' run is the server's first job: a warm-up would only add to the test's time
+            "50",  # a small one: the path, not the warmth (the runs then join the session it leaves)
             "--state-dir",
             str(tmp_path),
             "--history-hours",
@@ -214,7 +214,9 @@ def test_run_command_brings_the_stack_up_bootstraps_the_lakehouse_and_the_file_d
 
     # silver's Spark ran in the stack's Spark Connect server, not in a JVM of the run's own
     assert f"Spark (Connect)       sc://127.0.0.1:{spark_port}" in out
-    assert "ExecuteHolder ExecuteKey(" in (tmp_path / "logs" / "spark.log").read_text()  # executions it served
+    spark_log = (tmp_path / "logs" / "spark.log").read_text()
+    assert "ExecuteHolder ExecuteKey(" in spark_log  # executions it served
+    assert "warm-up: silver built from 50 generated purchases" in spark_log  # before the hours' run started
 
     assert "Dagster: run queue: at most 1 run at a time" in out
     assert (tmp_path / "dagster" / "dagster.yaml").exists()

@@ -390,6 +390,7 @@ def test_the_dagster_assets_materialize_products_and_silver(
     assert read(lake, SILVER, hour) is not None
     assert silver["glue_table"].value == f"{settings.glue_database}.silver_purchases"
     assert silver["glue_partitions_added"].value == 1
+    assert silver["spark_master"].value == SPARK_SETTINGS.spark_master  # the run's own Spark
     timings = silver["timings"].value
     assert list(timings)[:2] == ["Spark session", "list bronze files"]
     assert {
