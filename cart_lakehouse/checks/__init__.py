@@ -24,7 +24,7 @@ from dagster import (
     asset_check,
 )
 
-from cart_lakehouse.checks.schemas import validate
+from cart_lakehouse.checks.schemas import arrow_frame, validate
 from cart_lakehouse.lake import Lake
 from cart_lakehouse.metadata import preview
 from cart_lakehouse.partitions import Hour, hourly_partitions, hours_between
@@ -103,7 +103,7 @@ def contract_check(spec: CheckedTable) -> AssetChecksDefinition:
                 passed=True, severity=AssetCheckSeverity.ERROR, metadata={"rows": 0, "note": "no data in the window"}
             )
         with timings.span("to pandas"):
-            frame = table.drop_columns([c for c in spec.extra_columns if c in table.column_names]).to_pandas()
+            frame = arrow_frame(table.drop_columns([c for c in spec.extra_columns if c in table.column_names]))
         schema = arrow.schema([f for f in table.schema if f.name not in spec.extra_columns])
         with timings.span("validate"):
             result = validate(frame, spec.table, schema, contract=spec.contract)

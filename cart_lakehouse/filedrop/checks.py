@@ -21,7 +21,7 @@ from dagster import (
 )
 
 from cart_lakehouse.checks import CheckedTable, contract_check
-from cart_lakehouse.checks.schemas import validate
+from cart_lakehouse.checks.schemas import arrow_frame, validate
 from cart_lakehouse.filedrop import kpis
 from cart_lakehouse.filedrop.assets import KPIS, SILVER, dynamodb_tables
 from cart_lakehouse.filedrop.layout import KPI_TABLES, TABLES
@@ -75,7 +75,7 @@ def _kpi_checks(name: str) -> list[AssetChecksDefinition]:
         the_lake = lake.lake()
         dates = kpis.touched_dates(the_lake, context.partition_key)
         rows: arrow.Table = kpis.read_kpis(the_lake, name, dates, lake.settings())
-        result = validate(rows.to_pandas(), name, rows.schema, contract="kpis")
+        result = validate(arrow_frame(rows), name, rows.schema, contract="kpis")
         metadata: dict[str, Any] = {"rows": result.rows, "order_dates": len(dates)}
         if result.failures:
             metadata["failures_by_rule"] = MetadataValue.json(result.failures)

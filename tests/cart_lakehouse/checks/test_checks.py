@@ -14,7 +14,7 @@ from dagster import AssetExecutionContext, AssetKey, materialize
 from dagster import asset as dagster_asset
 
 from cart_lakehouse.checks import CheckedTable, contract_check
-from cart_lakehouse.checks.schemas import arrow_schema, type_mismatches, validate
+from cart_lakehouse.checks.schemas import arrow_frame, arrow_schema, type_mismatches, validate
 from cart_lakehouse.lake import Lake
 from cart_lakehouse.partitions import Hour, hourly_partitions
 from cart_lakehouse.resources import LakeResource
@@ -58,10 +58,20 @@ def test_a_clean_table_passes() -> None:
         ({"buyer_id": None}, "buyer_id: not_nullable"),
         ({"purchase_id": "not-a-uuid"}, "purchase_id: purchase_id matches"),
         ({"purchase_date": date(2019, 12, 31)}, "purchase_date: purchase_date >= 2020-01-01"),
+        ({"buyer_id": "B" * 65}, "buyer_id: buyer_id length within bounds"),
+        ({"schema_version": "1.0"}, "schema_version: schema_version matches"),
     ],
 )
-def test_each_contract_rule_catches_its_row(change: dict[str, Any], rule: str) -> None:
-    frame = pd.DataFrame([silver_row(), silver_row(**change), silver_row()])
+@pytest.mark.parametrize("columns", ["python objects", "arrow"])
+def test_each_contract_rule_catches_its_row(change: dict[str, Any], rule: str, columns: str) -> None:
+    rows = [silver_row(), silver_row(**change), silver_row()]
+    if columns == "arrow":  # as the asset check reads the lake: Arrow columns, Arrow's kernels
+        schema = arrow_schema("silver_purchases")
+        nullable = arrow.schema([f.with_nullable(True) for f in schema])  # the bad row may hold a null
+        frame = arrow_frame(arrow.Table.from_pylist(rows, schema=nullable))
+        assert all(isinstance(t, pd.ArrowDtype) for t in frame.dtypes)
+    else:
+        frame = pd.DataFrame(rows)
     result = validate(frame, "silver_purchases")
     assert not result.passed
     assert result.failed_rows == 1
@@ -74,6 +84,10 @@ def test_duplicate_keys_fail_uniqueness() -> None:
     result = validate(pd.DataFrame([row, row]), "silver_purchases")
     assert result.failures == {"(purchase_id): unique": 2}
     assert result.failed_rows == 2
+    in_arrow = validate(
+        arrow_frame(arrow.Table.from_pylist([row, row], schema=arrow_schema("silver_purchases"))), "silver_purchases"
+    )
+    assert (in_arrow.failures, in_arrow.failed_rows) == (result.failures, 2)
 
 
 def test_composite_keys_are_unique_together() -> None:
