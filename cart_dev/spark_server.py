@@ -101,7 +101,7 @@ def server_command(settings: LakeSettings, port: int, config_dir: Path) -> list[
         "--driver-memory",
         config["spark.driver.memory"],
         "--driver-java-options",
-        f"-Dlog4j2.configurationFile={log4j}",
+        " ".join([f"-Dlog4j2.configurationFile={log4j}", config.get("spark.driver.extraJavaOptions", "")]).strip(),
         *[arg for key, value in confs.items() for arg in ("--conf", f"{key}={value}")],
         "spark-internal",  # no application jar: the server's class is on Spark's own classpath
     ]
@@ -141,11 +141,16 @@ def connect_mode() -> Iterator[None]:
             os.environ["SPARK_CONNECT_MODE_ENABLED"] = before
 
 
-def warm_up(url: str, purchases: int = 20_000, seed: int = 1) -> float:
-    """Build silver once through the server on ``purchases`` generated purchases in a throwaway
-    lake, in the server-side session ``url`` names, so that session has generated and compiled the
-    contract's rules, and the JIT has begun on them, before the first real hour. Returns the
-    seconds it took. The server-side session is kept; the lake is deleted."""
+def warm_up(url: str, purchases: int = 20_000, seed: int = 1, builds: int = 3) -> float:
+    """Build silver ``builds`` times through the server on ``purchases`` generated purchases in a
+    throwaway lake, in the server-side session ``url`` names, so that session has generated and
+    compiled the contract's rules, and the JIT has compiled them, before the first real hour.
+    Returns the seconds it took. The server-side session is kept; the lake is deleted.
+
+    Three builds rather than one: the JIT keeps compiling the rules' hot paths over the first
+    builds. Measured for the next hour of 100k purchases: 9.0 s after three builds of 20k,
+    13.3 s after one (the builds after the first take 4-6 s; generating the purchases, about 20 s,
+    is done once)."""
     from pyspark.sql import SparkSession
     from pyspark.sql.connect.session import SparkSession as ConnectSession
 
@@ -169,7 +174,8 @@ def warm_up(url: str, purchases: int = 20_000, seed: int = 1) -> float:
         with connect_mode():
             session = builder.create()
             try:
-                build_silver(cast(SparkSession, session), lake, [hour])  # the same DataFrame API over Connect
+                for _ in range(builds):
+                    build_silver(cast(SparkSession, session), lake, [hour])  # the same DataFrame API over Connect
             finally:
                 session.release_session_on_close = False  # the server-side session stays for the runs
                 session.stop()

@@ -44,6 +44,13 @@ class LakeSettings(AwsSettings):
             "its own Spark (spark_master) in its process."
         ),
     )
+    spark_java_options: str = Field(
+        default="-XX:+UseParallelGC",
+        description=(
+            "JVM options of the Spark driver the project starts (a run's own or the Spark Connect server); "
+            "the throughput collector made silver's warm runs 25-30% faster than the JVM's default G1."
+        ),
+    )
     dbt_project_dir: str = Field(default="dbt_project", description="The dbt project building gold.")
     hour_closed_grace_seconds: float = Field(
         default=60.0,

@@ -9,7 +9,7 @@ from typing import Any
 from cart_lakehouse.settings import LakeSettings
 
 # set by whoever starts the JVM (spark-submit, EMR Serverless), not by the job's session builder
-SUBMIT_ONLY = ("spark.master", "spark.driver.memory")
+SUBMIT_ONLY = ("spark.master", "spark.driver.memory", "spark.driver.extraJavaOptions")
 # settings of a session (not of the JVM): a Spark Connect client sets them on its server-side session
 SESSION_KEYS = (
     "spark.sql.session.timeZone",
@@ -31,6 +31,7 @@ def local_config(settings: LakeSettings) -> dict[str, Any]:
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
         "spark.driver.memory": "2g",
+        **({"spark.driver.extraJavaOptions": settings.spark_java_options} if settings.spark_java_options else {}),
     }
 
 

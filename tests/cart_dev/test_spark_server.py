@@ -32,7 +32,8 @@ def test_the_server_serves_on_loopback_with_the_jvm_settings_an_in_process_spark
     assert confs["spark.sql.shuffle.partitions"] == "7"
     assert "spark.master" not in confs  # spark-submit's own option, not a conf
     # its log: the Connect service at INFO (which sessions it served), the rest of Spark at WARN
-    log4j = options["--driver-java-options"].removeprefix("-Dlog4j2.configurationFile=")
+    log4j, java_options = options["--driver-java-options"].removeprefix("-Dlog4j2.configurationFile=").split(" ", 1)
+    assert java_options == settings.spark_java_options  # the JVM's own options, as a run's own Spark gets them
     assert "logger.connect.level = info" in Path(log4j).read_text()
 
 

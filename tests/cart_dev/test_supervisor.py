@@ -130,8 +130,8 @@ def test_run_command_brings_the_stack_up_bootstraps_the_lakehouse_and_the_file_d
 ) -> None:
     api_port, aws_port, dagster_port, dashboard_port, spark_port = (free_port() for _ in range(5))
     lake = tmp_path / "lake"
-    # the JVM of the hourly run's Spark session lives a minute: see SHORT_LIVED_JVM
-    env = {**os.environ, "CART_LAKE_ROOT": str(lake), "JAVA_TOOL_OPTIONS": SHORT_LIVED_JVM}
+    # the stack's Spark Connect server lives a minute: see SHORT_LIVED_JVM
+    env = {**os.environ, "CART_LAKE_ROOT": str(lake), "CART_SPARK_JAVA_OPTIONS": SHORT_LIVED_JVM}
     done = subprocess.run(
         [
             sys.executable,
@@ -154,6 +154,8 @@ def test_run_command_brings_the_stack_up_bootstraps_the_lakehouse_and_the_file_d
             str(spark_port),
             "--spark-warmup",
             "50",  # a small one: the path, not the warmth (the runs then join the session it leaves)
+            "--spark-warmup-builds",
+            "1",
             "--state-dir",
             str(tmp_path),
             "--history-hours",
