@@ -32,7 +32,7 @@ class Backend:
     @cached_property
     def publisher(self) -> Publisher:
         return SnsPublisher(
-            self.aws.sns,
+            self.aws.sns_publishing,
             lambda: self.aws.topic_arn(self.settings.purchases_topic),
             batch_size=self.settings.publish_batch_size,
             max_in_flight=self.settings.publish_max_in_flight,
