@@ -37,6 +37,7 @@ from dagster import (
 )
 
 from cart_lakehouse.checks import hour_dirs, read_window
+from cart_lakehouse.hours import period_keys
 from cart_lakehouse.jobs.products import dimension
 from cart_lakehouse.lake import Lake
 from cart_lakehouse.layout import GOLD_TABLES, PRODUCTS_TABLE, SILVER, GoldTable, bronze_file
@@ -213,7 +214,7 @@ class Part:
 def _period_keys(values: Any, period: str) -> Any:
     """An hour column as ``YYYY-MM-DDTHH`` (silver's ``ingest_hour``), a day column as ``YYYY-MM-DD``."""
     if arrow.types.is_timestamp(values.type):
-        return pc.strftime(values, format="%Y-%m-%dT%H" if period == "hour" else "%Y-%m-%d")
+        return period_keys(values, period, "%Y-%m-%dT%H" if period == "hour" else "%Y-%m-%d")
     return pc.cast(values, arrow.string())
 
 
