@@ -8,7 +8,7 @@ own server-side session, so the start is paid once and the JIT stays warm across
 
 ``cart-dev`` (``make run``) starts one with ``spark-submit`` from the installed pyspark, in its own
 process group, on loopback only, with the same JVM settings an in-process session gets
-(``cart_lakehouse.jobs.spark.local_config``), and ``warm_up`` runs silver once on generated
+(``cart_lakehouse.jobs.spark.local_config``), and ``warm_up`` builds silver a few times on generated
 purchases so that the first real hour is not the one that warms the JIT.
 
 **The runs share one server-side session** (``sc://host:port/;session_id=<id>``, the id chosen at

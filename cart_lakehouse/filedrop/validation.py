@@ -33,12 +33,11 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 import pandera.pandas as pandera
 import pyarrow as arrow
 import pyarrow.compute as pc
 
-from cart_lakehouse.checks.schemas import arrow_schema, pandera_schema
+from cart_lakehouse.checks.schemas import arrow_frame, arrow_schema, pandera_schema
 from cart_lakehouse.filedrop.csvfile import (
     CONTRACT,
     FileRejected,
@@ -262,7 +261,7 @@ def _value_rules(table: _Table, cast_failed: Mapping[str, Rows]) -> list[RuleFai
     """The contract's value rules on a table's typed rows, one failure per rule."""
     contract = load_contract(CONTRACT)
     columns = {c.name: c for c in contract.columns(table.name)}
-    frame = table.typed.to_pandas(types_mapper=pd.ArrowDtype)
+    frame = arrow_frame(table.typed)
     found: dict[tuple[str, str], Rows] = {}
     try:
         _row_schema(table.name).validate(frame, lazy=True)
