@@ -57,6 +57,13 @@ class Backend:
             return None
         return TokenBucketLimiter(self.settings.rate_limit_per_second, self.settings.rate_limit_burst)
 
+    def prepare(self) -> None:
+        """Build the services every purchase uses (the publisher with its SNS client, the key
+        ring) now, at startup, instead of in the first request; contacts nothing. A service a
+        test has already assigned is kept."""
+        self.publisher  # noqa: B018 - cached_property: building it is the point
+        self.api_keys  # noqa: B018
+
     def lookup(self, purchase_id: str) -> dict[str, Any] | None:
         return get_purchase(self.aws.dynamodb, self.settings.purchases_table, purchase_id)
 

@@ -12,7 +12,7 @@ from typing import Any
 from mangum import Mangum
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from cart_api.app import create_app
+from cart_api.app import create_app, settle
 from cart_api.settings import get_settings
 from cart_api.worker import PurchaseWorker, SqsRecord, worker_for
 from cart_aws.aws import AwsClients
@@ -54,7 +54,9 @@ def stage_prefix(event: dict[str, Any], path: str) -> str:
 
 @cache
 def _api() -> Mangum:
-    return Mangum(StagePrefix(create_app()), lifespan="off")
+    app = create_app()
+    settle(app.state.backend)  # lifespan is off: the execution environment's init settles the heap
+    return Mangum(StagePrefix(app), lifespan="off")
 
 
 @cache

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from typing import Annotated, Literal
 
@@ -72,8 +73,11 @@ class Settings(AwsSettings):
     @field_validator("cors_allow_origins", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
-        # the environment gives "https://a.example,https://b.example", as the template's parameter does
+        # the environment gives "https://a.example,https://b.example", as the template's parameter
+        # does, or a JSON list as pydantic-settings takes any other list ('[]' is none, not an origin)
         if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                return json.loads(value)
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
 

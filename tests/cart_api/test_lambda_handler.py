@@ -4,6 +4,7 @@ partial batch failures."""
 from __future__ import annotations
 
 import base64
+import gc
 import json
 import logging
 from collections.abc import Iterator
@@ -31,6 +32,7 @@ def lambda_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     yield monkeypatch
     for cache in caches:
         cache.cache_clear()
+    gc.unfreeze()  # the execution environment ends: its frozen heap goes back to the collector
 
 
 def http_api_event(
@@ -63,6 +65,7 @@ def test_api_handler_accepts_a_purchase_through_mangum(lambda_env: pytest.Monkey
     )
     response = lambda_handler.api_handler(event, None)
     assert response["statusCode"] == 202
+    assert gc.get_freeze_count() > 0  # the init settled the heap (lifespan is off under Mangum)
     body = json.loads(response["body"])
     assert body["status_url"] == f"https://api.example.com/purchases/{body['purchase_id']}"
     assert queue_depth(aws, get_settings().purchases_queue) == 1

@@ -182,3 +182,9 @@ def test_cors_origins_come_comma_separated_from_the_environment(monkeypatch: pyt
     assert Settings().cors_allow_origins == ["https://shop.example", "https://admin.example"]
     monkeypatch.setenv("CART_CORS_ALLOW_ORIGINS", "")  # what the template passes by default
     assert Settings().cors_allow_origins == []
+    # a JSON list, as pydantic-settings reads every other list setting (and as a child process is
+    # handed the settings): '[]' is no origin, not the origin "[]" that switched CORS on
+    monkeypatch.setenv("CART_CORS_ALLOW_ORIGINS", "[]")
+    assert Settings().cors_allow_origins == []
+    monkeypatch.setenv("CART_CORS_ALLOW_ORIGINS", '["https://shop.example"]')
+    assert Settings().cors_allow_origins == ["https://shop.example"]
