@@ -370,13 +370,18 @@ def gold(
         # work waits on file writes and Glue's HTTP answers; 8 tables one by one took 1.4 s)
         with ThreadPoolExecutor(max_workers=4, thread_name_prefix="gold-publish") as pool:
             published = {name: pool.submit(publish_and_register, table) for name, table in passed.items()}
-        held_back = []
+        held_back, unpublished = [], {}
         for event in events:
             if isinstance(event, Output):
                 key = context.asset_key_for_output(event.output_name)
                 table = GOLD_TABLES[key.path[-1]]
                 if key in failed:
                     held_back.append(table.model)
+                    continue
+                # every table that published is materialized, even when another one failed to:
+                # the run's record must say what the lake now holds
+                if (error := published[event.output_name].exception()) is not None:
+                    unpublished[table.model] = error
                     continue
                 data, registration, spans = published[event.output_name].result()
                 metadata = {
@@ -388,6 +393,12 @@ def gold(
                 yield event.with_metadata({**event.metadata, **metadata})
             else:
                 yield event
+    if unpublished:
+        raise Failure(
+            description="publishing failed for "
+            + "; ".join(f"{model}: {type(e).__name__}: {e}" for model, e in sorted(unpublished.items()))
+            + ". Its previous files may be partly replaced; the other tables published. Rerun the partition.",
+        ) from next(iter(unpublished.values()))
     if held_back:
         raise Failure(
             description=f"dbt tests failed for {', '.join(sorted(held_back))}: not published (the lake keeps the "

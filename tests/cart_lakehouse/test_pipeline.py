@@ -500,3 +500,26 @@ def test_a_dbt_model_that_errors_fails_the_run_naming_it_and_publishes_nothing_o
     assert gold(lake, "sales_hourly") == published
     materialized = {e.asset_key for e in result.get_asset_materialization_events()}
     assert materialized == {AssetKey(["gold", "sales_by_category_daily"]), AssetKey(["gold", "buyer_daily"])}
+
+
+def test_a_table_that_cannot_be_published_fails_the_run_and_the_others_are_materialized(
+    settings: Settings, aws: AwsClients, lake: Lake, resources: dict[str, Any]
+) -> None:
+    """The tables publish side by side: one whose files cannot be written fails the gold step with
+    the reason, and every table that did publish is materialized, so the run's record says what
+    the lake holds."""
+    put_purchases(aws, settings.purchases_table, stored_purchases(HOUR.start, 20, seed=53))
+    assert run(resources, HOUR).success
+    folder = Path(lake.path(GOLD_TABLES["sales_hourly"].location))
+    shutil.rmtree(folder)
+    folder.write_text("not a folder: nothing can be written under it\n")
+
+    result = run(resources, HOUR, selection=AssetSelection.groups("gold"), raise_on_error=False)
+
+    assert not result.success
+    (failure,) = result.get_step_failure_events()
+    message = str(failure.event_specific_data)
+    assert "publishing failed for sales_hourly" in message
+    assert "Rerun the partition" in message
+    materialized = {e.asset_key for e in result.get_asset_materialization_events()}
+    assert materialized == {AssetKey(["gold", "sales_by_category_daily"]), AssetKey(["gold", "buyer_daily"])}
