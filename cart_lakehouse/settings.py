@@ -6,6 +6,8 @@ Locally the lake is a folder and the AWS endpoint the moto server; in production
 
 from __future__ import annotations
 
+import os
+import re
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -20,6 +22,10 @@ def default_partitions_start() -> str:
     """Seven days before today (UTC midnight): enough history locally, few partitions in the UI."""
     day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=7)
     return day.strftime("%Y-%m-%d-%H:%M")
+
+
+# a JVM option that selects the garbage collector (-XX:+UseG1GC, -XX:+UseParallelGC, ...)
+_COLLECTOR = re.compile(r"-XX:\+Use\w*GC\b")
 
 
 class LakeSettings(AwsSettings):
@@ -48,7 +54,9 @@ class LakeSettings(AwsSettings):
         default="-XX:+UseParallelGC",
         description=(
             "JVM options of the Spark driver the project starts (a run's own or the Spark Connect server); "
-            "the throughput collector made silver's warm runs 20-30% faster than the JVM's default G1."
+            "the throughput collector made silver's warm runs 20-30% faster than the JVM's default G1. A collector "
+            "also chosen in `JAVA_TOOL_OPTIONS` or `JDK_JAVA_OPTIONS` is refused at startup, naming both (the JVM "
+            "would not start with two)."
         ),
     )
     dbt_project_dir: str = Field(default="dbt_project", description="The dbt project building gold.")
@@ -111,6 +119,22 @@ class LakeSettings(AwsSettings):
         if "://" in value:
             return value.rstrip("/")
         return str(Path(value).expanduser().resolve())
+
+    @model_validator(mode="after")
+    def _one_garbage_collector(self) -> Self:
+        """The JVM applies JAVA_TOOL_OPTIONS and JDK_JAVA_OPTIONS too, and refuses to start with two
+        collectors ("Multiple garbage collectors selected"): say so here, naming both, instead."""
+        ours = _COLLECTOR.findall(self.spark_java_options)
+        for name in ("JAVA_TOOL_OPTIONS", "JDK_JAVA_OPTIONS"):
+            theirs = _COLLECTOR.findall(os.environ.get(name, ""))
+            if ours and theirs and set(ours) != set(theirs):
+                raise ValueError(
+                    f"{name} selects the garbage collector {theirs[0]} and CART_SPARK_JAVA_OPTIONS selects "
+                    f"{ours[0]} (default: -XX:+UseParallelGC): Spark's JVM would refuse to start with two. "
+                    f"Set CART_SPARK_JAVA_OPTIONS without a collector (e.g. empty) to keep {name}'s, "
+                    f"or drop it from {name}."
+                )
+        return self
 
     @model_validator(mode="after")
     def _emr_is_configured(self) -> Self:
