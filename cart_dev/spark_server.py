@@ -25,6 +25,7 @@ import contextlib
 import os
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -182,6 +183,21 @@ def warm_up(url: str, purchases: int = 20_000, seed: int = 1, builds: int = 3) -
     return time.perf_counter() - started
 
 
+def close_connect_sessions() -> None:
+    """Stop this process's Spark Connect sessions (the default and this thread's active one).
+
+    pyspark closes a Connect client at the process's exit, with cleanup calls to its server; when
+    the server has already stopped, each call retries with backoff, and the process hung about
+    10 minutes after its work was done (a benchmark that served its own server). Stopping the
+    session while its server still answers makes that exit hook a no-op."""
+    connect = sys.modules.get("pyspark.sql.connect.session")
+    if connect is None:  # no Connect session was ever made here
+        return
+    cls = connect.SparkSession
+    for session in {cls.getActiveSession(), cls._get_default_session()} - {None}:
+        session.stop()
+
+
 @contextlib.contextmanager
 def serving(settings: LakeSettings, port: int | None = None, log_path: Path | None = None) -> Iterator[str]:
     """A Spark Connect server for the duration of the block (its own process group, stopped after);
@@ -199,6 +215,7 @@ def serving(settings: LakeSettings, port: int | None = None, log_path: Path | No
                 wait_until_serving(port, process)
                 yield url_of(port, new_session_id())
             finally:
+                close_connect_sessions()
                 stop_process_group(process)
         finally:
             log.close()

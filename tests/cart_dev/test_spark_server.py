@@ -7,6 +7,7 @@ A real server serving a real run is tested by the ``make run`` stack test
 from __future__ import annotations
 
 import itertools
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from pydantic import ValidationError
 from cart_dev import spark_server
 from cart_lakehouse.jobs.spark import SESSION_KEYS, local_config, spark_config
 from cart_lakehouse.settings import LakeSettings
+from tests.conftest import SHORT_LIVED_JVM
 
 
 def test_the_server_serves_on_loopback_with_the_jvm_settings_an_in_process_spark_gets(tmp_path: Path) -> None:
@@ -57,3 +59,27 @@ def test_a_server_that_exits_before_serving_is_reported_with_its_exit_code() -> 
     process = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
     with pytest.raises(RuntimeError, match=r"exited \(3\) before serving on port 1"):
         spark_server.wait_until_serving(1, process, timeout=30)  # type: ignore[arg-type]
+
+
+SERVED_AND_LEFT = """
+from pyspark.sql.connect.session import SparkSession
+from cart_dev import spark_server
+from cart_lakehouse.settings import LakeSettings
+
+with spark_server.serving(LakeSettings(spark_master="local[1]")) as url, spark_server.connect_mode():
+    session = SparkSession.builder.remote(url).getOrCreate()
+    assert session.range(3).count() == 3
+print("served", flush=True)
+"""
+
+
+@pytest.mark.e2e  # a real Spark Connect server: about 20 s
+def test_a_process_that_served_a_server_exits_when_done_instead_of_retrying_a_stopped_server() -> None:
+    """pyspark's exit hook calls the server of every open Connect session, retrying for about 10
+    minutes when it is gone: ``serving`` stops this process's sessions before its server."""
+    env = {**os.environ, "CART_SPARK_JAVA_OPTIONS": SHORT_LIVED_JVM}
+    done = subprocess.run(
+        [sys.executable, "-c", SERVED_AND_LEFT], env=env, capture_output=True, text=True, timeout=180, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "served"
