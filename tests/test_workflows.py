@@ -13,6 +13,10 @@ from typing import Any
 import pytest
 import yaml
 
+from cart_aws.resources import cart_stack
+from cart_aws.settings import AwsSettings
+from cart_aws.template import render
+
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 MAKEFILE = (ROOT / "Makefile").read_text()
@@ -124,3 +128,11 @@ def test_aws_credentials_come_from_oidc_and_each_job_asks_only_what_it_needs() -
             granted = job.get("permissions", workflow["permissions"]) or {}
             assert (granted.get("id-token") == "write") == uses_aws, f"{path.name} {name}: id-token"
             assert "write" not in {v for k, v in granted.items() if k != "id-token"}, f"{path.name} {name}"
+
+
+def test_the_deploy_can_set_every_parameter_of_the_template() -> None:
+    """A parameter the deploy never passes can only ever hold its default (or a value set by hand)."""
+    parameters = set(render(cart_stack(AwsSettings.model_construct()))["Parameters"])
+    (deploy_script,) = [s for s in run_scripts({"jobs": {"deploy": jobs("release.yml")["deploy"]}}) if "deploy" in s]
+    passed = set(re.findall(r'"(\w+)=\$', deploy_script))
+    assert parameters == passed
