@@ -475,6 +475,14 @@ def test_a_failing_dbt_test_holds_back_only_its_model(
     assert materialized == {AssetKey(["gold", "sales_hourly"]), AssetKey(["gold", "buyer_daily"])}
 
 
+def failed_gold_run(resources: dict[str, Any]) -> tuple[str, set[AssetKey]]:
+    """Run gold alone for HOUR, which must fail: its one step failure's message, and what it materialized."""
+    result = run(resources, HOUR, selection=AssetSelection.groups("gold"), raise_on_error=False)
+    assert not result.success
+    (failure,) = result.get_step_failure_events()
+    return str(failure.event_specific_data), {e.asset_key for e in result.get_asset_materialization_events()}
+
+
 def test_a_dbt_model_that_errors_fails_the_run_naming_it_and_publishes_nothing_of_it(
     settings: Settings, aws: AwsClients, lake: Lake, resources: dict[str, Any], tmp_path: Path
 ) -> None:
@@ -489,16 +497,12 @@ def test_a_dbt_model_that_errors_fails_the_run_naming_it_and_publishes_nothing_o
     model.write_text(model.read_text().replace("count(*)::bigint", "count(no_such_column)::bigint"))
     broken = {**resources, "dbt": DbtCliResource(project_dir=str(project))}
 
-    result = run(broken, HOUR, selection=AssetSelection.groups("gold"), raise_on_error=False)
+    message, materialized = failed_gold_run(broken)
 
-    assert not result.success
-    (failure,) = result.get_step_failure_events()
-    message = str(failure.event_specific_data)
     assert "dbt build failed" in message
     assert "sales_hourly" in message
     assert "no_such_column" in message
     assert gold(lake, "sales_hourly") == published
-    materialized = {e.asset_key for e in result.get_asset_materialization_events()}
     assert materialized == {AssetKey(["gold", "sales_by_category_daily"]), AssetKey(["gold", "buyer_daily"])}
 
 
@@ -514,12 +518,8 @@ def test_a_table_that_cannot_be_published_fails_the_run_and_the_others_are_mater
     shutil.rmtree(folder)
     folder.write_text("not a folder: nothing can be written under it\n")
 
-    result = run(resources, HOUR, selection=AssetSelection.groups("gold"), raise_on_error=False)
+    message, materialized = failed_gold_run(resources)
 
-    assert not result.success
-    (failure,) = result.get_step_failure_events()
-    message = str(failure.event_specific_data)
     assert "publishing failed for sales_hourly" in message
     assert "Rerun the partition" in message
-    materialized = {e.asset_key for e in result.get_asset_materialization_events()}
     assert materialized == {AssetKey(["gold", "sales_by_category_daily"]), AssetKey(["gold", "buyer_daily"])}
