@@ -13,7 +13,7 @@ from cart_api.settings import Settings
 from cart_aws.aws import AwsClients
 from cart_aws.provision import provision
 from cart_dev.local_aws import MotoServer
-from cart_lakehouse.resources import spark_config
+from cart_lakehouse.jobs.spark import spark_config  # not .resources: Dagster and dbt, 5 s before xdist starts
 from cart_lakehouse.settings import LakeSettings
 
 VALID_PURCHASE: dict[str, Any] = {
