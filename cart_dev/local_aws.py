@@ -10,9 +10,12 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from types import TracebackType
+
+from cart_dev.moto_checkpoint import CHECKPOINT_PATH, RESTORE_PATH
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -120,6 +123,30 @@ class MotoServer:
         """Forget every resource (moto's reset API); used between tests."""
         req = urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST")
         urllib.request.urlopen(req, timeout=10).close()
+
+    def checkpoint(self, name: str) -> None:
+        """Keep what the server holds now as checkpoint ``name`` (in its memory; the project's
+        server only, see ``cart_dev.moto_checkpoint``)."""
+        if self.stock:
+            raise RuntimeError("checkpoints are served by cart_dev.moto_server, not by stock moto")
+        self._post(f"{CHECKPOINT_PATH}?{urllib.parse.urlencode({'name': name})}")
+
+    def restore(self, name: str) -> bool:
+        """Bring the server back to checkpoint ``name``: a reset, then what it held at the
+        checkpoint and nothing else. False, and nothing changed, when there is no such checkpoint."""
+        if self.stock:
+            return False
+        try:
+            self._post(f"{RESTORE_PATH}?{urllib.parse.urlencode({'name': name})}")
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                return False
+            raise
+        return True
+
+    def _post(self, path: str) -> None:
+        req = urllib.request.Request(f"{self.endpoint_url}{path}", method="POST")
+        urllib.request.urlopen(req, timeout=30).close()
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.process is None or self.process.poll() is not None:

@@ -65,6 +65,10 @@ Written against moto 5.2.5 (``MOTO_VERSION_WRITTEN_FOR``). The patches:
     (``ValueError``, an HTTP 500). The patch takes the message out of the queue under the queue's
     lock, and only the receiver that took it out moves it: each message reaches the DLQ once.
 
+Besides moto's routes, the server answers ``/moto-api/cart/checkpoint`` and ``/moto-api/cart/restore``
+(``cart_dev.moto_checkpoint``): a state kept in memory and restored in one request, which the tests
+use instead of provisioning again for every test.
+
 Some patches replace a moto function by a copy with the one change; a copy is only right for the
 code it was copied from. So each patch names the moto functions it replaces or reproduces, with
 the SHA-256 of their source as of the version above; if one is missing, has another signature or
@@ -856,6 +860,9 @@ def main(argv: list[str] | None = None) -> None:
     log.propagate = False
     applied = apply_patches()
     print(f"{APPLIED_LINE} {', '.join(applied) or 'none'}", file=sys.stderr, flush=True)
+    from cart_dev import moto_checkpoint
+
+    moto_checkpoint.register_routes()
     from moto.server import main as moto_main
 
     moto_main(argv)
