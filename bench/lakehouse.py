@@ -63,6 +63,7 @@ class Row:
     seconds: float
     note: str = ""
     ratio: str = ""
+    judged: bool = False  # the row goal (a) is judged on
 
     @property
     def per_second(self) -> float:
@@ -256,9 +257,10 @@ def one_hour(
     connect_rows = []
     if connect is not None:
         both = connect[0] + gold
+        faster = f"{(silver + gold) / both:.1f}x faster"
         connect_rows = [
             Row("a", f"silver: {CONNECT}", count, connect[0], f"its warm-up took {connect[2]:.0f} s, before"),
-            Row("a", f"silver + gold: {CONNECT}", count, both, goal, f"{(silver + gold) / both:.1f}x faster"),
+            Row("a", f"silver + gold: {CONNECT}", count, both, goal, faster, judged=True),
         ]
     return [
         Row(
@@ -271,7 +273,14 @@ def one_hour(
         *connect_rows,
         Row("a", f"silver: {OWN_SPARK}", count, silver, "PySpark + contract and reconciliation checks"),
         Row("a", "gold: dbt build (gold, star, marts; models and tests) + checks", count, gold),
-        Row("a", f"silver + gold: {OWN_SPARK}", count, silver + gold, goal if connect is None else ""),
+        Row(
+            "a",
+            f"silver + gold: {OWN_SPARK}",
+            count,
+            silver + gold,
+            goal if connect is None else "",
+            judged=connect is None,
+        ),
     ]
 
 
@@ -313,7 +322,7 @@ def table(rows: list[Row]) -> str:
 
 def headline(rows: list[Row]) -> Row:
     """The silver + gold row the goal is judged on: a warm Spark Connect server's when measured."""
-    return next(r for r in rows if r.step.startswith("silver + gold") and r.note.startswith("goal"))
+    return next(r for r in rows if r.judged)
 
 
 def goals(rows: list[Row]) -> list[tuple[str, bool, str]]:
