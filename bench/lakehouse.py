@@ -46,6 +46,7 @@ from cart_dev import spark_server
 from cart_dev.local_aws import MotoServer
 from cart_dev.seed import put_purchases, stored_purchases
 from cart_lakehouse.assets.bronze import merge_bronze_hour
+from cart_lakehouse.assets.gold import DBT_BUILD, DBT_PARSE, PUBLISH_ALL
 from cart_lakehouse.jobs.silver import check_lines, decide_fate, read_lines, silver_rows
 from cart_lakehouse.lake import Lake
 from cart_lakehouse.layout import PRODUCTS_FILE, bronze_file
@@ -111,7 +112,8 @@ class Span:
     depth: int = 0
 
 
-SHARED_SPANS = ("dbt build", "dbt parse")
+# spans every gold model reports with the same value (the step's, not the model's)
+SHARED_SPANS = (DBT_PARSE, DBT_BUILD, PUBLISH_ALL)
 
 
 def _seconds(value: Any) -> dict[str, float]:
@@ -138,15 +140,15 @@ def run_profile(label: str, wall: float, result: ExecuteInProcessResult) -> list
         seconds = float(getattr(event.event_specific_data, "duration_ms", 0.0) or 0.0) / 1000
         steps += seconds
         spans.append(Span(f"step {event.step_key}", seconds, 1))
-        shown: set[str] = set()
-        for owner, reported in timings.get(event.step_key or "", []):
-            for name, value in reported.items():
-                if name.startswith(SHARED_SPANS):  # the same dbt invocation on every model: once
-                    if name not in shown:
-                        spans.append(Span(name, value, 2))
-                        shown.add(name)
-                    continue
-                spans.append(Span(f"{owner} {name}".strip(), value, 2))
+        reports = timings.get(event.step_key or "", [])
+        # the step's shared spans (one dbt invocation, one publishing of all tables) once, first: the
+        # models' and tables' own spans inside them follow
+        shared = {name: value for _, reported in reports for name, value in reported.items() if name in SHARED_SPANS}
+        spans.extend(Span(name, value, 2) for name, value in shared.items())
+        for owner, reported in reports:
+            spans.extend(
+                Span(f"{owner} {name}".strip(), value, 2) for name, value in reported.items() if name not in shared
+            )
     spans.append(Span("Dagster overhead (run wall − its steps)", wall - steps, 1))
     return spans
 
