@@ -397,10 +397,30 @@ COMPLETE, UNREADABLE, INCOMPLETE = "complete", "unreadable", "incomplete"
 
 
 def new_set_id(formed_at: datetime, files: Iterable[Entry]) -> str:
-    """``YYYYMMDDTHHMMSSZ-<8 hex>``: the time the set was formed, and a hash of its keys and ETags
-    (so ids sort by time, and the same bytes dropped again get another id)."""
+    """``YYYYMMDDTHHMMSS.ffffffZ-<8 hex>``: the time the set was formed, to the microsecond, and a
+    hash of its keys and ETags (so ids sort by time, and the same bytes dropped again get another id).
+
+    The order of ids is the order of the sets: the latest set's row per key wins in the KPIs, and
+    its version in ``dim_product``. To the second only (``YYYYMMDDTHHMMSSZ-<8 hex>``, the ids of
+    lakes written before), two sets formed within one second sorted by their hashes, whichever was
+    formed last: a correction dropped right after a set could lose to it. Ids of that form stay
+    readable (``set_formed_at``)."""
     digest = hashlib.sha256("\n".join(sorted(f"{f.key}\t{f.etag}" for f in files)).encode()).hexdigest()
-    return f"{formed_at.astimezone(UTC):%Y%m%dT%H%M%SZ}-{digest[:8]}"
+    return f"{formed_at.astimezone(UTC):%Y%m%dT%H%M%S.%fZ}-{digest[:8]}"
+
+
+SET_ID_TIME_FORMATS = ("%Y%m%dT%H%M%S.%fZ", "%Y%m%dT%H%M%SZ")  # this code's ids, then older ones
+
+
+def set_formed_at(set_id: str) -> datetime:
+    """When the set ``set_id`` was formed (UTC), from its id (of either form ``new_set_id`` names)."""
+    stamp = set_id.split("-", 1)[0]
+    for form in SET_ID_TIME_FORMATS:
+        try:
+            return datetime.strptime(stamp, form).replace(tzinfo=UTC)
+        except ValueError:
+            continue
+    raise ValueError(f"{set_id!r} is not a file-drop set id (<YYYYMMDDTHHMMSS.ffffffZ>-<8 hex>)")
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ with usable as (
         *,
         case
             when source = 'seed' then timestamptz '1970-01-01 00:00:00+00'
-            else strptime(left(source, 16), '%Y%m%dT%H%M%SZ')::timestamptz
+            -- the set id's time: to the microsecond, or to the second in ids of older lakes
+            else strptime(split_part(source, '-', 1), ['%Y%m%dT%H%M%S.%fZ', '%Y%m%dT%H%M%SZ'])::timestamptz
         end as seen_at,
         -- the seed first, then the sets (their ids sort by the time they were formed)
         (source <> 'seed')::int as after_seed
@@ -71,7 +72,7 @@ select
     v.source
 from versions as v
 join latest as l using (product_id)
--- two sets formed in the same second: the later one's version wins, the earlier is never valid
+-- two sets formed at the same instant: the later id's version wins, the earlier is never valid
 where v.valid_to is null or v.valid_to > v.valid_from
 
 union all

@@ -33,6 +33,7 @@ from cart_lakehouse.filedrop.manifest import (
     new_set_id,
     parse_refs,
     reference_columns,
+    set_formed_at,
 )
 from cart_lakehouse.lake import Lake
 
@@ -165,7 +166,7 @@ def test_a_drop_of_orders_items_and_products_forms_one_complete_set() -> None:
     assert formed.complete
     assert [f.key for f in formed.files] == [i.key, o.key, p.key]
     assert formed.tables() == {"order_items": 1, "orders": 1, "products": 1}
-    assert re.fullmatch(r"20261127T160006Z-[0-9a-f]{8}", formed.set_id)
+    assert re.fullmatch(r"20261127T160006\.000000Z-[0-9a-f]{8}", formed.set_id)
     assert formed.missing == {ORDERS: 0, PRODUCTS: 0}
     assert known.asked == []  # everything was in the set: silver was not read
     assert forming.waiting == []
@@ -255,6 +256,23 @@ def test_set_ids_sort_by_time_and_tell_re_drops_apart() -> None:
     assert first == new_set_id(T0, list(reversed(files)))
     assert new_set_id(T0 + timedelta(minutes=5), files) > first  # the same bytes dropped again
     assert new_set_id(T0, [files[0], pending("landing/products/p.csv", etag="e2")]) != first
+
+
+def test_sets_formed_within_one_second_sort_in_the_order_they_were_formed() -> None:
+    # whatever their hashes: to the second, two sets formed in one second sorted by hash (a
+    # correction could lose to the set it corrects)
+    drops = [[pending(f"landing/orders/o{n}.csv", etag=f"e{n}")] for n in range(50)]
+    ids = [new_set_id(T0 + timedelta(microseconds=n), files) for n, files in enumerate(drops)]
+    assert sorted(ids) == ids
+    assert [set_formed_at(i) for i in ids] == [T0 + timedelta(microseconds=n) for n in range(50)]
+
+
+def test_set_ids_of_older_lakes_keep_their_time_and_order() -> None:
+    old = "20261127T160000Z-ffffffff"  # to the second, as lakes written before hold them
+    assert set_formed_at(old) == datetime(2026, 11, 27, 16, 0, tzinfo=UTC)
+    assert new_set_id(T0 + timedelta(seconds=1), [pending("landing/orders/o.csv")]) > old
+    with pytest.raises(ValueError, match="not a file-drop set id"):
+        set_formed_at("seed")
 
 
 # --- references -------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from cart_lakehouse.filedrop.checks import FILEDROP_GATES
 from cart_lakehouse.filedrop.kpis import read_items, read_kpis
 from cart_lakehouse.filedrop.landing import Landing
 from cart_lakehouse.filedrop.layout import quarantine_key, quarantine_report_key, silver_dir
+from cart_lakehouse.filedrop.manifest import set_formed_at
 from cart_lakehouse.filedrop.partitions import FORCE_RUN_CONFIG
 from cart_lakehouse.filedrop.sample import FAULTS, generate_set, late_items
 from cart_lakehouse.filedrop.sensor import landing_files_sensor
@@ -280,7 +281,7 @@ def test_a_redrop_changes_nothing_and_a_late_file_changes_exactly_its_date(
     ]
     assert p0001[0]["valid_from"] == datetime(1970, 1, 1, tzinfo=UTC)
     assert [v["valid_to"] for v in p0001] == [p0001[1]["valid_from"], p0001[2]["valid_from"], None]
-    assert p0001[1]["valid_from"] == datetime.strptime(third[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    assert p0001[1]["valid_from"] == set_formed_at(third)
     assert [v["source"] for v in versions if v["product_id"] == "P0002"] == ["seed"]
     assert checks == dict.fromkeys(checks, True)
     assert {"current_matches_reference", "dim_product__scd2__valid"} <= set(checks)
