@@ -406,10 +406,11 @@ def new_set_id(formed_at: datetime, files: Iterable[Entry]) -> str:
     formed last: a correction dropped right after a set could lose to it. Ids of that form stay
     readable (``set_formed_at``)."""
     digest = hashlib.sha256("\n".join(sorted(f"{f.key}\t{f.etag}" for f in files)).encode()).hexdigest()
-    return f"{formed_at.astimezone(UTC):%Y%m%dT%H%M%S.%fZ}-{digest[:8]}"
+    return f"{formed_at.astimezone(UTC).strftime(SET_ID_TIME_FORMATS[0])}-{digest[:8]}"
 
 
-SET_ID_TIME_FORMATS = ("%Y%m%dT%H%M%S.%fZ", "%Y%m%dT%H%M%SZ")  # this code's ids, then older ones
+# this code's ids, then those of older lakes (dbt_project/models/star/dim_product.sql reads both)
+SET_ID_TIME_FORMATS = ("%Y%m%dT%H%M%S.%fZ", "%Y%m%dT%H%M%SZ")
 
 
 def set_formed_at(set_id: str) -> datetime:

@@ -287,6 +287,31 @@ def test_a_redrop_changes_nothing_and_a_late_file_changes_exactly_its_date(
     assert {"current_matches_reference", "dim_product__scd2__valid"} <= set(checks)
 
 
+def test_set_ids_of_an_older_lake_to_the_second_keep_their_versions_in_dim_product(
+    settings: Settings, aws: AwsClients, env: dict[str, Any]
+) -> None:
+    # lakes written before set ids carried microseconds hold ids to the second: dim_product reads
+    # both forms, each version valid from its set's time, in the order of the ids
+    files = generate_set(seed=18, orders=20, days=1, name="older")
+    drop(aws, settings, repriced(files, "P0001", "123.45"))
+    [first] = sets_launched(settings, env)
+    assert run_set(settings, env, first).success
+    older = "20261101T000000Z-aaaaaaaa"
+    (env["root"] / silver_dir("products", first)).rename(env["root"] / silver_dir("products", older))
+
+    drop(aws, settings, repriced(files, "P0001", "99.99"))
+    [second] = sets_launched(settings, env)
+    assert run_set(settings, env, second).success
+
+    versions, _ = dim_product(settings, env)
+    p0001 = sorted((v for v in versions if v["product_id"] == "P0001"), key=lambda v: v["valid_from"])
+    assert [(v["source"], str(v["retail_price"]), v["valid_from"], v["is_current"]) for v in p0001[1:]] == [
+        (older, "123.45", datetime(2026, 11, 1, tzinfo=UTC), False),
+        (second, "99.99", set_formed_at(second), True),
+    ]
+    assert p0001[0]["source"] == "seed"
+
+
 @pytest.mark.parametrize(
     "rule", ["encoding", "header only", "orders.status: enum", "order_items.(order_id, product_id): unique"]
 )
